@@ -1,0 +1,305 @@
+import { join } from "node:path";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { randomId, systemClock } from "../clock";
+import { ENVIRONMENT, loadConfig, type Config } from "../config";
+import { FatalError } from "../errors";
+import { jsonLogger } from "../log";
+import { openStore, startServer } from "../server/start";
+import { openDatabase } from "../store/database";
+import { migrateToLatest } from "../store/migrate";
+import { createApiKey, createTenant, requireTenant, TenantError } from "../tenants/service";
+import { listApiKeys, listTenants, revokeApiKey } from "../tenants/store";
+import { generateMasterKey, masterKeyId, toMasterKey } from "../vault/master-key";
+import { VERSION_STRING } from "../version";
+import { devBanner, devMasterKey, devPaths, ensureDevTenant } from "./dev";
+import { UsageError, type Io } from "./io";
+
+interface Command {
+  summary: string;
+  usage: string;
+  options?: ParseArgsConfig["options"];
+  run(io: Io, values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+}
+
+const DB_OPTION = {
+  db: { type: "string" },
+  dev: { type: "boolean" },
+} as const satisfies ParseArgsConfig["options"];
+
+const DB_HELP = `  --db PATH     the database file (default: UNDERSTUDY_DB, else ./data/understudy.db)
+  --dev         use the dev-mode database, ./.understudy/understudy.db`;
+
+const ENV_HELP = Object.entries(ENVIRONMENT)
+  .map(([name, value]) => `  ${name.padEnd(38)} ${value}`)
+  .join("\n");
+
+export const commands: Record<string, Command> = {
+  serve: {
+    summary: "run the server (production: needs a master key)",
+    usage: `usage: understudy serve
+
+Runs the API server. Needs UNDERSTUDY_MASTER_KEY or UNDERSTUDY_MASTER_KEY_FILE.
+
+Environment (default):
+${ENV_HELP}`,
+    async run(io) {
+      const config = loadConfig(io.env);
+      if (!config.masterKey) {
+        throw new FatalError(
+          "serve needs a master key: set UNDERSTUDY_MASTER_KEY (or UNDERSTUDY_MASTER_KEY_FILE) to the output of `understudy keygen`. " +
+            "For a local try-out, `understudy dev` makes one for you.",
+        );
+      }
+      const dbPath = config.dbPath ?? join(io.cwd, "data", "understudy.db");
+      const keyring = { current: toMasterKey(config.masterKey), previous: config.masterKeyPrevious && toMasterKey(config.masterKeyPrevious) };
+      const store = await openStore(config, dbPath, keyring);
+      const server = await startServer(config, store, requestLogger(io));
+      io.err(`${VERSION_STRING} listening on ${server.url} (database ${dbPath}, master key ${keyring.current.id})\n`);
+      return serveUntilStopped(io, server);
+    },
+  },
+  dev: {
+    summary: "run the server for local development, with embedded defaults",
+    usage: `usage: understudy dev
+
+Runs the server with everything it needs kept in ./.understudy/: the database,
+a master key (made on first start), and a "dev" tenant whose API key is saved
+in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:8787).`,
+    async run(io) {
+      const config = loadConfig(io.env);
+      const paths = devPaths(io.cwd, config.dbPath);
+      const master = devMasterKey(paths, config.masterKey);
+      const keyring = { current: toMasterKey(master.key), previous: config.masterKeyPrevious && toMasterKey(config.masterKeyPrevious) };
+      const store = await openStore(config, paths.db, keyring);
+      let newKey: string | undefined;
+      try {
+        ({ newKey } = await ensureDevTenant(store.db, paths));
+      } catch (error) {
+        await store.db.destroy();
+        throw error;
+      }
+      const server = await startServer(config, store, requestLogger(io));
+      io.err(
+        devBanner({ version: VERSION_STRING, url: server.url, cwd: io.cwd, paths, keyId: keyring.current.id, newKey, generatedKey: master.generated }),
+      );
+      return serveUntilStopped(io, server);
+    },
+  },
+  keygen: {
+    summary: "print a new random master key",
+    usage: `usage: understudy keygen
+
+Prints a new master key (32 random bytes, base64) on stdout, and its id on stderr.
+Keep it secret and keep it safe: without it the stored values cannot be read.`,
+    async run(io) {
+      const key = generateMasterKey();
+      io.out(`${key}\n`);
+      io.err(`master key id ${masterKeyId(new Uint8Array(Buffer.from(key, "base64")))}\n`);
+      return 0;
+    },
+  },
+  tenants: {
+    summary: "create or list tenants",
+    usage: `usage: understudy tenants create NAME [--db PATH | --dev]
+       understudy tenants list [--db PATH | --dev]
+
+${DB_HELP}`,
+    options: DB_OPTION,
+    async run(io, values, positionals) {
+      const [action, name, ...rest] = positionals;
+      if (action === "create" && name && rest.length === 0) {
+        return withDatabase(io, values, async (db) => {
+          const tenant = await createTenant(db, systemClock, randomId, name);
+          io.out(`${tenant.id}\t${tenant.name}\n`);
+          io.err(`Created tenant "${tenant.name}". Give it an API key with: understudy keys create --tenant ${tenant.name}\n`);
+          return 0;
+        });
+      }
+      if (action === "list" && positionals.length === 1) {
+        return withDatabase(io, values, async (db) => {
+          for (const t of await listTenants(db)) io.out(`${t.id}\t${t.name}\t${t.createdAt}\n`);
+          return 0;
+        });
+      }
+      throw new UsageError(action ? `unknown or incomplete tenants command: ${positionals.join(" ")}` : "tenants needs create or list", this.usage);
+    },
+  },
+  keys: {
+    summary: "create, list or revoke a tenant's API keys",
+    usage: `usage: understudy keys create --tenant NAME [--name LABEL] [--db PATH | --dev]
+       understudy keys list --tenant NAME [--db PATH | --dev]
+       understudy keys revoke ID [--db PATH | --dev]
+
+keys create prints the new key alone on stdout; it is shown only this once.
+${DB_HELP}`,
+    options: { ...DB_OPTION, tenant: { type: "string" }, name: { type: "string" } },
+    async run(io, values, positionals) {
+      const [action, id, ...rest] = positionals;
+      const tenantName = values.tenant as string | undefined;
+      if (action === "create" && !id && tenantName) {
+        return withDatabase(io, values, async (db) => {
+          const tenant = await requireTenant(db, tenantName);
+          const { key, info } = await createApiKey(db, systemClock, randomId, tenant.id, (values.name as string | undefined) ?? null);
+          io.out(`${key}\n`);
+          io.err(`Created API key ${info.id} (${info.prefix}...) for tenant "${tenant.name}". It is shown only this once.\n`);
+          return 0;
+        });
+      }
+      if (action === "list" && !id && tenantName) {
+        return withDatabase(io, values, async (db) => {
+          const tenant = await requireTenant(db, tenantName);
+          for (const k of await listApiKeys(db, tenant.id)) {
+            const state = k.revokedAt ? `revoked ${k.revokedAt}` : "active";
+            io.out(`${k.id}\t${k.prefix}...\t${k.name ?? "-"}\tcreated ${k.createdAt}\tlast used ${k.lastUsedAt ?? "never"}\t${state}\n`);
+          }
+          return 0;
+        });
+      }
+      if (action === "revoke" && id && rest.length === 0) {
+        return withDatabase(io, values, async (db) => {
+          const outcome = await revokeApiKey(db, id, systemClock.now().toISOString());
+          if (outcome === "missing") throw new FatalError(`No API key with id ${id}. List them with \`understudy keys list --tenant NAME\`.`);
+          io.err(outcome === "revoked" ? `Revoked API key ${id}.\n` : `API key ${id} was already revoked.\n`);
+          return 0;
+        });
+      }
+      throw new UsageError(action ? `unknown or incomplete keys command: ${positionals.join(" ")}` : "keys needs create, list or revoke", this.usage);
+    },
+  },
+  "rotate-key": {
+    summary: "re-wrap every tenant key with a new master key",
+    usage: `usage: understudy rotate-key [--db PATH | --dev]
+
+Set UNDERSTUDY_MASTER_KEY to the new key and UNDERSTUDY_MASTER_KEY_PREVIOUS to
+the old one. Every tenant data key is re-wrapped with the new key in one
+transaction; values are not re-encrypted and stay readable throughout, also
+by a server that is running. Safe to run again.
+${DB_HELP}`,
+    options: DB_OPTION,
+    async run(io, values) {
+      const config = loadConfig(io.env);
+      if (!config.masterKey || !config.masterKeyPrevious) {
+        throw new FatalError("rotate-key needs UNDERSTUDY_MASTER_KEY (the new key) and UNDERSTUDY_MASTER_KEY_PREVIOUS (the old key).");
+      }
+      const keyring = { current: toMasterKey(config.masterKey), previous: toMasterKey(config.masterKeyPrevious) };
+      const store = await openStore(config, dbPathOf(io, values, config), keyring);
+      try {
+        const { rewrapped, alreadyCurrent } = await store.vault.rotate(store.db);
+        io.err(
+          `Rotated to master key ${keyring.current.id}: ${rewrapped} tenant key(s) re-wrapped, ${alreadyCurrent} already on it. ` +
+            "Restart servers with the new key; UNDERSTUDY_MASTER_KEY_PREVIOUS is no longer needed.\n",
+        );
+        return 0;
+      } finally {
+        await store.db.destroy();
+      }
+    },
+  },
+  healthcheck: {
+    summary: "exit 0 when the server's /healthz answers (for Docker)",
+    usage: `usage: understudy healthcheck [--url URL]
+
+Asks GET /healthz of the server at UNDERSTUDY_LISTEN (or --url); exit 0 when it answers 200, else 1.`,
+    options: { url: { type: "string" } },
+    async run(io, values) {
+      const config = loadConfig(io.env);
+      const host = ["0.0.0.0", "::", ""].includes(config.listen.hostname) ? "127.0.0.1" : config.listen.hostname;
+      const base = (values.url as string | undefined) ?? `http://${host.includes(":") ? `[${host}]` : host}:${config.listen.port}`;
+      try {
+        const response = await fetch(`${base.replace(/\/$/, "")}/healthz`, { signal: AbortSignal.timeout(3000) });
+        if (response.status === 200) return 0;
+        io.err(`unhealthy: /healthz answered ${response.status}\n`);
+      } catch (error) {
+        io.err(`unhealthy: ${base} did not answer (${error instanceof Error ? error.message : "error"})\n`);
+      }
+      return 1;
+    },
+  },
+  version: {
+    summary: "print the version",
+    usage: "usage: understudy version",
+    async run(io) {
+      io.out(`${VERSION_STRING}\n`);
+      return 0;
+    },
+  },
+};
+
+export const MAIN_USAGE = `usage: understudy <command> [options]
+
+Commands:
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`)
+  .join("\n")}
+
+Run \`understudy <command> --help\` for a command's options.`;
+
+/** Runs one command line; returns the exit code. Usage errors are 2, failures 1. */
+export async function runCli(argv: string[], io: Io): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    (name ? io.out : io.err)(`${MAIN_USAGE}\n`);
+    return name ? 0 : 2;
+  }
+  if (name === "--version") return commands.version!.run(io, {}, []);
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    io.err(`understudy: unknown command "${name}"\n\n${MAIN_USAGE}\n`);
+    return 2;
+  }
+  try {
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    } catch (error) {
+      throw new UsageError(error instanceof Error ? error.message : String(error), command.usage);
+    }
+    if (parsed.values.help) {
+      io.out(`${command.usage}\n`);
+      return 0;
+    }
+    if (!command.options && parsed.positionals.length > 0) {
+      throw new UsageError(`${name} takes no arguments, got: ${parsed.positionals.join(" ")}`, command.usage);
+    }
+    return await command.run(io, parsed.values, parsed.positionals);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`understudy ${name}: ${error.message}\n\n${error.usage}\n`);
+      return 2;
+    }
+    if (error instanceof FatalError || error instanceof TenantError) {
+      io.err(`understudy ${name}: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+function requestLogger(io: Io) {
+  return jsonLogger((line) => io.out(line));
+}
+
+function dbPathOf(io: Io, values: Record<string, string | boolean | undefined>, config: Config): string {
+  if (typeof values.db === "string") return values.db;
+  if (values.dev) return devPaths(io.cwd).db;
+  return config.dbPath ?? join(io.cwd, "data", "understudy.db");
+}
+
+/** Admin commands work on the database directly; they need no master key (tenant data keys are made at first use). */
+async function withDatabase(io: Io, values: Record<string, string | boolean | undefined>, work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<number>) {
+  const config = loadConfig(io.env);
+  const db = await openDatabase({ path: dbPathOf(io, values, config), synchronous: config.dbSynchronous, busyTimeoutMs: config.busyTimeoutMs });
+  try {
+    await migrateToLatest(db);
+    return await work(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function serveUntilStopped(io: Io, server: { close(): Promise<void> }): Promise<number> {
+  const signal = await io.stopSignal();
+  io.err(`received ${signal}, shutting down\n`);
+  await server.close();
+  return 0;
+}

@@ -1,0 +1,165 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { FatalError } from "./errors";
+import { decodeMasterKey } from "./vault/master-key";
+
+/**
+ * Every setting of Understudy, read once from the environment and validated.
+ * Nothing else in the code reads process.env.
+ */
+export interface Config {
+  readonly listen: { readonly hostname: string; readonly port: number };
+  /** Database file; undefined means "the default of the command" (serve: ./data, dev: ./.understudy). */
+  readonly dbPath: string | undefined;
+  readonly masterKey: Uint8Array | undefined;
+  readonly masterKeyPrevious: Uint8Array | undefined;
+  readonly maxBodyBytes: number;
+  readonly maxValueBytes: number;
+  readonly rateLimit: { readonly perSecond: number; readonly burst: number };
+  readonly requestLog: boolean;
+  readonly dbSynchronous: "normal" | "full";
+  readonly busyTimeoutMs: number;
+}
+
+/** The variables Understudy reads, with their defaults, for `--help` and the README. */
+export const ENVIRONMENT = {
+  UNDERSTUDY_LISTEN: "127.0.0.1:8787",
+  UNDERSTUDY_DB: "./data/understudy.db (dev: ./.understudy/understudy.db)",
+  UNDERSTUDY_MASTER_KEY: "(none; serve needs it or _FILE)",
+  UNDERSTUDY_MASTER_KEY_FILE: "(none)",
+  UNDERSTUDY_MASTER_KEY_PREVIOUS: "(none; only while rotating)",
+  UNDERSTUDY_MASTER_KEY_PREVIOUS_FILE: "(none)",
+  UNDERSTUDY_MAX_BODY_BYTES: "1048576",
+  UNDERSTUDY_MAX_VALUE_BYTES: "65536",
+  UNDERSTUDY_RATE_LIMIT_PER_SECOND: "100 (0 turns the limit off)",
+  UNDERSTUDY_RATE_LIMIT_BURST: "200",
+  UNDERSTUDY_REQUEST_LOG: "on",
+  UNDERSTUDY_DB_SYNCHRONOUS: "normal",
+  UNDERSTUDY_DB_BUSY_TIMEOUT_MS: "5000",
+} as const;
+
+const positiveInt = (what: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be a whole number (${what})`)
+    .transform(Number)
+    .pipe(z.number().int().positive(`must be at least 1 (${what})`).max(2 ** 31, `is too large (${what})`));
+
+const nonNegativeInt = (what: string) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be a whole number (${what})`)
+    .transform(Number)
+    .pipe(z.number().int().max(2 ** 31, `is too large (${what})`));
+
+const listen = z
+  .string()
+  .trim()
+  .transform((value, ctx) => {
+    const match = /^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value);
+    const port = match ? Number(match[3]) : NaN;
+    if (!match || port > 65535) {
+      ctx.addIssue({ code: "custom", message: "must be HOST:PORT, e.g. 127.0.0.1:8787 or 0.0.0.0:8787" });
+      return z.NEVER;
+    }
+    return { hostname: (match[1] ?? match[2])!, port };
+  });
+
+const onOff = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((v) => ["on", "off", "1", "0", "true", "false"].includes(v), "must be on or off")
+  .transform((v) => v === "on" || v === "1" || v === "true");
+
+const envSchema = z.object({
+  UNDERSTUDY_LISTEN: listen.default({ hostname: "127.0.0.1", port: 8787 }),
+  UNDERSTUDY_DB: z.string().trim().min(1, "must be a file path").optional(),
+  UNDERSTUDY_MAX_BODY_BYTES: positiveInt("bytes").default(1024 * 1024),
+  UNDERSTUDY_MAX_VALUE_BYTES: positiveInt("bytes").default(64 * 1024),
+  UNDERSTUDY_RATE_LIMIT_PER_SECOND: nonNegativeInt("requests per second per API key; 0 turns it off").default(100),
+  UNDERSTUDY_RATE_LIMIT_BURST: positiveInt("requests").default(200),
+  UNDERSTUDY_REQUEST_LOG: onOff.default(true),
+  UNDERSTUDY_DB_SYNCHRONOUS: z.enum(["normal", "full"], "must be normal or full").default("normal"),
+  UNDERSTUDY_DB_BUSY_TIMEOUT_MS: positiveInt("milliseconds").default(5000),
+});
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Validates the environment. Every bad variable is reported at once, by name,
+ * with what it needs; a secret's value is never echoed.
+ */
+export function loadConfig(env: Env, readFile: (path: string) => string = (p) => readFileSync(p, "utf8")): Config {
+  const problems: string[] = [];
+  const present = Object.fromEntries(
+    Object.keys(envSchema.shape).flatMap((k) => (env[k] === undefined || env[k] === "" ? [] : [[k, env[k]]])),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${String(issue.path[0])} ${issue.message}`);
+  }
+
+  const masterKey = readKey(env, "UNDERSTUDY_MASTER_KEY", readFile, problems);
+  const masterKeyPrevious = readKey(env, "UNDERSTUDY_MASTER_KEY_PREVIOUS", readFile, problems);
+  if (masterKey && masterKeyPrevious && equalBytes(masterKey, masterKeyPrevious)) {
+    problems.push("UNDERSTUDY_MASTER_KEY_PREVIOUS is the same key as UNDERSTUDY_MASTER_KEY; give the old key");
+  }
+
+  if (problems.length > 0 || !parsed.success) {
+    throw new FatalError(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  }
+  const v = parsed.data;
+  return Object.freeze({
+    listen: Object.freeze(v.UNDERSTUDY_LISTEN),
+    dbPath: v.UNDERSTUDY_DB,
+    masterKey,
+    masterKeyPrevious,
+    maxBodyBytes: v.UNDERSTUDY_MAX_BODY_BYTES,
+    maxValueBytes: v.UNDERSTUDY_MAX_VALUE_BYTES,
+    rateLimit: Object.freeze({ perSecond: v.UNDERSTUDY_RATE_LIMIT_PER_SECOND, burst: v.UNDERSTUDY_RATE_LIMIT_BURST }),
+    requestLog: v.UNDERSTUDY_REQUEST_LOG,
+    dbSynchronous: v.UNDERSTUDY_DB_SYNCHRONOUS,
+    busyTimeoutMs: v.UNDERSTUDY_DB_BUSY_TIMEOUT_MS,
+  });
+}
+
+/** The names of the variables that hold key material, removed from process.env once read. */
+export const SECRET_VARIABLES = [
+  "UNDERSTUDY_MASTER_KEY",
+  "UNDERSTUDY_MASTER_KEY_PREVIOUS",
+] as const;
+
+function readKey(env: Env, name: string, readFile: (path: string) => string, problems: string[]): Uint8Array | undefined {
+  const inline = env[name]?.trim() || undefined;
+  const file = env[`${name}_FILE`]?.trim() || undefined;
+  if (inline && file) {
+    problems.push(`${name} and ${name}_FILE are both set; set only one`);
+    return undefined;
+  }
+  let text = inline;
+  let source = name;
+  if (file) {
+    source = `${name}_FILE`;
+    try {
+      text = readFile(file).trim();
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
+      problems.push(`${name}_FILE names a file that cannot be read (${reason}): ${file}`);
+      return undefined;
+    }
+  }
+  if (text === undefined) return undefined;
+  const key = decodeMasterKey(text);
+  if (!key.ok) {
+    problems.push(`${source} ${key.problem}; generate one with \`understudy keygen\``);
+    return undefined;
+  }
+  return key.key;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}

@@ -1,0 +1,196 @@
+import { recordAuditEvent, type AuditAction, type AuditOutcome } from "../audit/store";
+import { AppError } from "../errors";
+import type { AppDeps, Caller } from "../http/route";
+import type { Db } from "../store/database";
+import { IntegrityError } from "../vault/vault";
+import * as store from "./store";
+
+/**
+ * What a sealed value is bound to besides its tenant: the credential id and
+ * version. A ciphertext copied onto another row, or replayed from an older
+ * version, does not open.
+ */
+const sealContext = (credentialId: string, version: number) => `credential/${credentialId}/${version}`;
+
+const notFound = (what: string) =>
+  new AppError("NOT_FOUND", `Credential ${what} not found. List this tenant's credentials with /v1/credentials/list.`);
+
+const nameTaken = (name: string) =>
+  new AppError("CONFLICT", `A credential named "${name}" already exists. Use /v1/credentials/upsert to replace its value.`, {
+    data: { name },
+  });
+
+function checkValueSize(deps: AppDeps, value: string) {
+  const bytes = Buffer.byteLength(value, "utf8");
+  if (bytes > deps.config.maxValueBytes) {
+    throw new AppError(
+      "PAYLOAD_TOO_LARGE",
+      `The credential value is ${bytes} bytes; the limit is ${deps.config.maxValueBytes} bytes (UNDERSTUDY_MAX_VALUE_BYTES).`,
+      { data: { limit_bytes: deps.config.maxValueBytes } },
+    );
+  }
+}
+
+async function audit(
+  db: Db,
+  deps: AppDeps,
+  caller: Caller,
+  action: AuditAction,
+  outcome: AuditOutcome,
+  credential: { id?: string | null; name?: string | null },
+  detail?: string,
+) {
+  await recordAuditEvent(db, {
+    at: deps.clock.now().toISOString(),
+    tenantId: caller.tenantId,
+    apiKeyId: caller.apiKeyId,
+    action,
+    outcome,
+    credentialId: credential.id ?? null,
+    credentialName: credential.name ?? null,
+    detail: detail ?? null,
+  });
+}
+
+/**
+ * A refused change: the transaction rolls back, and the refusal is audited
+ * after it, so the audit row is not rolled back with the change.
+ */
+class Refusal {
+  constructor(
+    readonly error: AppError,
+    readonly outcome: AuditOutcome,
+    readonly credential: { id?: string | null; name?: string | null },
+    readonly detail?: string,
+  ) {}
+}
+
+async function auditedTransaction<T>(deps: AppDeps, caller: Caller, action: AuditAction, work: (trx: Db) => Promise<T>): Promise<T> {
+  try {
+    return await deps.db.transaction().execute(work);
+  } catch (thrown) {
+    if (!(thrown instanceof Refusal)) throw thrown;
+    await audit(deps.db, deps, caller, action, thrown.outcome, thrown.credential, thrown.detail);
+    throw thrown.error;
+  }
+}
+
+export async function createCredential(deps: AppDeps, caller: Caller, name: string, value: string) {
+  checkValueSize(deps, value);
+  return auditedTransaction(deps, caller, "credential.create", async (trx) => {
+    if (await store.findCredentialByName(trx, caller.tenantId, name)) {
+      throw new Refusal(nameTaken(name), "conflict", { name });
+    }
+    const id = deps.newId();
+    const at = deps.clock.now().toISOString();
+    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(id, 1), value);
+    await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, createdAt: at, updatedAt: at });
+    await audit(trx, deps, caller, "credential.create", "success", { id, name });
+    return { id };
+  });
+}
+
+export async function upsertCredential(deps: AppDeps, caller: Caller, name: string, value: string) {
+  checkValueSize(deps, value);
+  return auditedTransaction(deps, caller, "credential.upsert", async (trx) => {
+    const existing = await store.findCredentialByName(trx, caller.tenantId, name);
+    const at = deps.clock.now().toISOString();
+    if (existing) {
+      const version = existing.version + 1;
+      const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(existing.id, version), value);
+      await store.updateCredential(trx, caller.tenantId, existing.id, { sealedValue, version, updatedAt: at });
+      await audit(trx, deps, caller, "credential.upsert", "success", existing, "overwritten");
+      return { id: existing.id, overwritten: true };
+    }
+    const id = deps.newId();
+    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(id, 1), value);
+    await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, createdAt: at, updatedAt: at });
+    await audit(trx, deps, caller, "credential.upsert", "success", { id, name }, "created");
+    return { id, overwritten: false };
+  });
+}
+
+/** Decrypts one credential for the caller. Every read, found or not, is audited. */
+export async function readCredential(deps: AppDeps, caller: Caller, name: string) {
+  const row = await store.findCredentialByName(deps.db, caller.tenantId, name);
+  if (!row) {
+    await audit(deps.db, deps, caller, "credential.read", "not_found", { name });
+    throw notFound(`"${name}"`);
+  }
+  let value: string;
+  try {
+    value = await deps.vault.openForTenant(deps.db, caller.tenantId, sealContext(row.id, row.version), row.sealedValue);
+  } catch (error) {
+    if (!(error instanceof IntegrityError)) throw error;
+    await audit(deps.db, deps, caller, "credential.read", "integrity_failure", row);
+    deps.log.log("error", "credential failed its integrity check", { tenant_id: caller.tenantId, credential_id: row.id });
+    throw new AppError(
+      "INTERNAL_SERVER_ERROR",
+      `The stored value of credential "${row.name}" failed its integrity check and cannot be decrypted. ` +
+        "Set it again with /v1/credentials/upsert, or restore the database from a backup.",
+      { data: { credential_id: row.id } },
+    );
+  }
+  await audit(deps.db, deps, caller, "credential.read", "success", row);
+  return { id: row.id, value };
+}
+
+export async function listCredentials(deps: AppDeps, caller: Caller) {
+  return store.listCredentials(deps.db, caller.tenantId);
+}
+
+export async function updateCredential(deps: AppDeps, caller: Caller, id: string, change: { name?: string; value?: string }) {
+  if (change.value !== undefined) checkValueSize(deps, change.value);
+  return auditedTransaction(deps, caller, "credential.update", async (trx) => {
+    const existing = await store.findCredentialById(trx, caller.tenantId, id);
+    if (!existing) {
+      throw new Refusal(notFound(`with id ${id}`), "not_found", { id });
+    }
+    if (change.name !== undefined && change.name !== existing.name) {
+      if (await store.findCredentialByName(trx, caller.tenantId, change.name)) {
+        throw new Refusal(nameTaken(change.name), "conflict", existing, `rename to ${change.name}`);
+      }
+    }
+    const at = deps.clock.now().toISOString();
+    let sealed: { sealedValue: Uint8Array; version: number } | undefined;
+    if (change.value !== undefined) {
+      const version = existing.version + 1;
+      sealed = { version, sealedValue: await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(id, version), change.value) };
+    }
+    await store.updateCredential(trx, caller.tenantId, id, { name: change.name, ...sealed, updatedAt: at });
+    const what = [change.value !== undefined && "value", change.name !== undefined && change.name !== existing.name && `renamed from ${existing.name}`]
+      .filter(Boolean)
+      .join(", ");
+    await audit(trx, deps, caller, "credential.update", "success", { id, name: change.name ?? existing.name }, what || "unchanged");
+    return { name: change.name ?? existing.name };
+  });
+}
+
+/**
+ * Deletes a credential unless a queued or running job holds a reference to
+ * it. The check and the delete share one transaction, and the runner writes
+ * references in the transaction that creates a job, so no job can start with
+ * a credential that is gone.
+ */
+export async function deleteCredential(deps: AppDeps, caller: Caller, id: string) {
+  return auditedTransaction(deps, caller, "credential.delete", async (trx) => {
+    const existing = await store.findCredentialById(trx, caller.tenantId, id);
+    if (!existing) {
+      throw new Refusal(notFound(`with id ${id}`), "not_found", { id });
+    }
+    const jobIds = await store.listReferencingJobIds(trx, caller.tenantId, id);
+    if (jobIds.length > 0) {
+      const jobs = jobIds.length === 1 ? "1 queued or running job" : `${jobIds.length} queued or running jobs`;
+      const them = jobIds.length === 1 ? "it" : "them";
+      const error = new AppError(
+        "CONFLICT",
+        `Credential "${existing.name}" is still used by ${jobs}. Wait for ${them} to end or cancel ${them} with /v1/jobs/cancel, then delete again.`,
+        { data: { job_ids: jobIds } },
+      );
+      throw new Refusal(error, "conflict", existing, `${jobIds.length} referencing jobs`);
+    }
+    await store.deleteCredential(trx, caller.tenantId, id);
+    await audit(trx, deps, caller, "credential.delete", "success", existing);
+    return { name: existing.name };
+  });
+}

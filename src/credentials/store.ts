@@ -1,0 +1,116 @@
+import type { Db } from "../store/database";
+
+export interface CredentialRow {
+  id: string;
+  tenantId: string;
+  name: string;
+  sealedValue: Uint8Array;
+  version: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface CredentialSummary {
+  id: string;
+  name: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const toRow = (r: {
+  id: string;
+  tenant_id: string;
+  name: string;
+  sealed_value: Uint8Array;
+  version: number;
+  created_at: string;
+  updated_at: string;
+}): CredentialRow => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  name: r.name,
+  sealedValue: r.sealed_value,
+  version: r.version,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+export async function findCredentialByName(db: Db, tenantId: string, name: string): Promise<CredentialRow | undefined> {
+  const row = await db
+    .selectFrom("credentials")
+    .selectAll()
+    .where("tenant_id", "=", tenantId)
+    .where("name", "=", name)
+    .executeTakeFirst();
+  return row && toRow(row);
+}
+
+export async function findCredentialById(db: Db, tenantId: string, id: string): Promise<CredentialRow | undefined> {
+  const row = await db
+    .selectFrom("credentials")
+    .selectAll()
+    .where("tenant_id", "=", tenantId)
+    .where("id", "=", id)
+    .executeTakeFirst();
+  return row && toRow(row);
+}
+
+export async function listCredentials(db: Db, tenantId: string): Promise<CredentialSummary[]> {
+  const rows = await db
+    .selectFrom("credentials")
+    .select(["id", "name", "created_at", "updated_at"])
+    .where("tenant_id", "=", tenantId)
+    .orderBy("name")
+    .execute();
+  return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, updatedAt: r.updated_at }));
+}
+
+export async function insertCredential(db: Db, row: CredentialRow): Promise<void> {
+  await db
+    .insertInto("credentials")
+    .values({
+      id: row.id,
+      tenant_id: row.tenantId,
+      name: row.name,
+      sealed_value: row.sealedValue,
+      version: row.version,
+      created_at: row.createdAt,
+      updated_at: row.updatedAt,
+    })
+    .execute();
+}
+
+export async function updateCredential(
+  db: Db,
+  tenantId: string,
+  id: string,
+  change: { name?: string; sealedValue?: Uint8Array; version?: number; updatedAt: string },
+): Promise<void> {
+  await db
+    .updateTable("credentials")
+    .set({
+      ...(change.name !== undefined && { name: change.name }),
+      ...(change.sealedValue !== undefined && { sealed_value: change.sealedValue }),
+      ...(change.version !== undefined && { version: change.version }),
+      updated_at: change.updatedAt,
+    })
+    .where("tenant_id", "=", tenantId)
+    .where("id", "=", id)
+    .execute();
+}
+
+export async function deleteCredential(db: Db, tenantId: string, id: string): Promise<void> {
+  await db.deleteFrom("credentials").where("tenant_id", "=", tenantId).where("id", "=", id).execute();
+}
+
+/** The jobs (queued or running, by the reference invariant) that hold this credential. */
+export async function listReferencingJobIds(db: Db, tenantId: string, credentialId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom("job_credentials")
+    .select("job_id")
+    .where("tenant_id", "=", tenantId)
+    .where("credential_id", "=", credentialId)
+    .orderBy("job_id")
+    .execute();
+  return rows.map((r) => r.job_id);
+}

@@ -1,0 +1,106 @@
+import { sql } from "kysely";
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import { credentialRoutes } from "../credentials/routes";
+import { AppError } from "../errors";
+import { VERSION } from "../version";
+import { authenticate } from "./auth";
+import { errorBody, parseBody, readBody, wrap } from "./envelope";
+import { buildOpenApi } from "./openapi";
+import { RateLimiter } from "./rate-limit";
+import type { AppDeps, Caller, RouteDef } from "./route";
+
+/** Every API route. Later capabilities add theirs here; the shared test suites iterate this list. */
+export const apiRoutes: readonly RouteDef[] = [...credentialRoutes] as unknown as RouteDef[];
+
+/** Builds the Hono app. It never listens: tests, the binary and the Node entry all serve this. */
+export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes): Hono {
+  const app = new Hono();
+  const byPath = new Map<string, RouteDef>(routes.map((r) => [r.path, r]));
+  const limiter = new RateLimiter(deps.config.rateLimit, deps.nowMs);
+  const openapi = JSON.stringify(buildOpenApi(routes, VERSION));
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", async (c) => {
+    try {
+      await sql`SELECT 1`.execute(deps.db);
+      return c.json({ status: "ready", master_key_id: deps.vault.keyId });
+    } catch {
+      return c.json({ status: "unavailable", message: "The database is not reachable." }, 503);
+    }
+  });
+  app.get("/v1/openapi.json", (c) => c.body(openapi, 200, { "content-type": "application/json" }));
+
+  app.all("*", async (c) => {
+    const started = performance.now();
+    const requestId = crypto.randomUUID();
+    let enveloped = false;
+    let caller: Caller | undefined;
+    let status: number;
+    let response: Response;
+    try {
+      const route = byPath.get(c.req.path);
+      if (!route) {
+        throw new AppError("NOT_FOUND", `No route ${c.req.method} ${c.req.path}. API routes are POST /v1/<namespace>/<procedure>; see /v1/openapi.json.`);
+      }
+      if (c.req.method !== "POST") {
+        throw new AppError("NOT_FOUND", `No route ${c.req.method} ${c.req.path}. This route takes POST with a JSON body.`);
+      }
+      const body = parseBody(await readBody(c.req.raw, deps.config.maxBodyBytes));
+      enveloped = body.enveloped;
+      caller = await authenticate(deps, c.req.header("x-api-key"));
+      const wait = limiter.take(caller.apiKeyId);
+      if (wait > 0) {
+        throw new AppError("TOO_MANY_REQUESTS", `Too many requests for this API key; retry in ${wait} s.`, {
+          headers: { "retry-after": String(wait) },
+          data: { retry_after_seconds: wait },
+        });
+      }
+      if (body.invalidJson) throw new AppError("BAD_REQUEST", "The request body is not valid JSON.");
+      const parsed = route.input.safeParse(body.input);
+      if (!parsed.success) throw validationError(parsed.error);
+      const output = await route.handler({ deps, caller, requestId }, parsed.data);
+      status = 200;
+      response = c.json(wrap(enveloped, output) as object, 200);
+    } catch (thrown) {
+      const error = toAppError(thrown, deps, requestId);
+      status = error.status;
+      response = c.json(wrap(enveloped, errorBody(error)) as object, error.status as 400, error.headers);
+    }
+    if (deps.config.requestLog) {
+      deps.log.log("info", "request", {
+        request_id: requestId,
+        method: c.req.method,
+        path: c.req.path,
+        status,
+        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+        tenant_id: caller?.tenantId ?? null,
+      });
+    }
+    response.headers.set("x-request-id", requestId);
+    return response;
+  });
+
+  return app;
+}
+
+function validationError(error: z.ZodError): AppError {
+  const issues = error.issues.map((i) => ({ path: i.path.map(String), message: i.message }));
+  const summary = issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join(".") : "body"} ${i.message}`)
+    .join("; ");
+  return new AppError("BAD_REQUEST", `Invalid input: ${summary}.`, { data: { issues } });
+}
+
+/** Anything that is not an AppError is a bug: the client gets a generic 500, the log gets the detail. */
+function toAppError(thrown: unknown, deps: AppDeps, requestId: string): AppError {
+  if (thrown instanceof AppError) return thrown;
+  deps.log.log("error", "unhandled error", {
+    request_id: requestId,
+    error: thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : "non-error thrown",
+  });
+  return new AppError("INTERNAL_SERVER_ERROR", `Something went wrong on the server (request ${requestId}); the server log has the detail.`);
+}
+
+export type { Context };

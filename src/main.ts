@@ -1,0 +1,32 @@
+#!/usr/bin/env bun
+/**
+ * The composition root: the only place with process side effects (reading
+ * the environment, writing to the terminal, signals, exit codes).
+ */
+import { runCli } from "./cli/commands";
+import type { Io } from "./cli/io";
+import { SECRET_VARIABLES } from "./config";
+
+// Snapshot the environment, then drop the key material from process.env so
+// nothing that runs later (workflow code among it) can read it there.
+const env = { ...process.env };
+for (const name of SECRET_VARIABLES) delete process.env[name];
+
+const io: Io = {
+  env,
+  cwd: process.cwd(),
+  out: (text) => void process.stdout.write(text),
+  err: (text) => void process.stderr.write(text),
+  stopSignal: () =>
+    new Promise((resolve) => {
+      for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => resolve(signal));
+    }),
+};
+
+try {
+  process.exitCode = await runCli(process.argv.slice(2), io);
+} catch (error) {
+  // A bug: say so without a stack that might quote data.
+  process.stderr.write(`understudy: unexpected error: ${error instanceof Error ? `${error.name}: ${error.message}` : "unknown"}\n`);
+  process.exitCode = 1;
+}

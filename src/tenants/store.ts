@@ -1,0 +1,89 @@
+import type { Db } from "../store/database";
+
+export interface Tenant {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+export interface ApiKeyInfo {
+  id: string;
+  tenantId: string;
+  name: string | null;
+  prefix: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+const toTenant = (r: { id: string; name: string; created_at: string }): Tenant => ({
+  id: r.id,
+  name: r.name,
+  createdAt: r.created_at,
+});
+
+export async function insertTenant(db: Db, tenant: Tenant): Promise<void> {
+  await db.insertInto("tenants").values({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt }).execute();
+}
+
+export async function findTenantByName(db: Db, name: string): Promise<Tenant | undefined> {
+  const row = await db.selectFrom("tenants").selectAll().where("name", "=", name).executeTakeFirst();
+  return row && toTenant(row);
+}
+
+export async function listTenants(db: Db): Promise<Tenant[]> {
+  return (await db.selectFrom("tenants").selectAll().orderBy("name").execute()).map(toTenant);
+}
+
+export async function insertApiKey(
+  db: Db,
+  key: { id: string; tenantId: string; name: string | null; prefix: string; keyHash: string; createdAt: string },
+): Promise<void> {
+  await db
+    .insertInto("api_keys")
+    .values({
+      id: key.id,
+      tenant_id: key.tenantId,
+      name: key.name,
+      prefix: key.prefix,
+      key_hash: key.keyHash,
+      created_at: key.createdAt,
+      last_used_at: null,
+      revoked_at: null,
+    })
+    .execute();
+}
+
+export async function findApiKeyByHash(db: Db, keyHash: string) {
+  return db
+    .selectFrom("api_keys")
+    .select(["id", "tenant_id", "revoked_at", "last_used_at"])
+    .where("key_hash", "=", keyHash)
+    .executeTakeFirst();
+}
+
+export async function listApiKeys(db: Db, tenantId: string): Promise<ApiKeyInfo[]> {
+  const rows = await db.selectFrom("api_keys").selectAll().where("tenant_id", "=", tenantId).orderBy("created_at").execute();
+  return rows.map((r) => ({
+    id: r.id,
+    tenantId: r.tenant_id,
+    name: r.name,
+    prefix: r.prefix,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at,
+  }));
+}
+
+/** Returns false when no such key exists; revoking twice keeps the first time. */
+export async function revokeApiKey(db: Db, id: string, at: string): Promise<"revoked" | "already" | "missing"> {
+  const row = await db.selectFrom("api_keys").select(["revoked_at"]).where("id", "=", id).executeTakeFirst();
+  if (!row) return "missing";
+  if (row.revoked_at) return "already";
+  await db.updateTable("api_keys").set({ revoked_at: at }).where("id", "=", id).execute();
+  return "revoked";
+}
+
+export async function touchApiKey(db: Db, id: string, at: string): Promise<void> {
+  await db.updateTable("api_keys").set({ last_used_at: at }).where("id", "=", id).execute();
+}

@@ -1,0 +1,178 @@
+import { randomBytes } from "node:crypto";
+import type { Clock } from "../clock";
+import { FatalError } from "../errors";
+import type { Db } from "../store/database";
+import type { MasterKey } from "./master-key";
+import { open, seal } from "./seal";
+import * as store from "./store";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+const KEY_CHECK_PLAINTEXT = "understudy key check v1";
+const KEY_CHECK_AD = "understudy/key-check/v1";
+const tenantKeyAd = (tenantId: string) => `understudy/tenant-key/v1/${tenantId}`;
+
+/** The master keys this process holds: the current one, and the previous one while rotating. */
+export interface Keyring {
+  readonly current: MasterKey;
+  readonly previous?: MasterKey;
+}
+
+/** A sealed value that does not open where it is: tampered, copied from another row, or corrupt. */
+export class IntegrityError extends Error {
+  constructor() {
+    super("sealed value failed its integrity check");
+    this.name = "IntegrityError";
+  }
+}
+
+/**
+ * Master key -> per-tenant data keys (wrapped by the master key, stored) ->
+ * values sealed with XChaCha20-Poly1305. The only module that touches ciphers.
+ */
+export class Vault {
+  readonly #keyring: Keyring;
+  readonly #clock: Clock;
+  /** Unwrapped tenant data keys. Data keys never change, so this stays valid across a rotation. */
+  readonly #dataKeys = new Map<string, Uint8Array>();
+
+  private constructor(keyring: Keyring, clock: Clock) {
+    this.#keyring = keyring;
+    this.#clock = clock;
+  }
+
+  get keyId(): string {
+    return this.#keyring.current.id;
+  }
+
+  /**
+   * Checks that the keyring opens this database before anything else runs,
+   * so a wrong key stops start-up instead of failing at the first read. A
+   * database with sealed data but no key check is never given a new key.
+   */
+  static async open(db: Db, keyring: Keyring, clock: Clock): Promise<Vault> {
+    const vault = new Vault(keyring, clock);
+    const meta = await store.readVaultMeta(db);
+    if (!meta) {
+      if (await store.holdsSealedData(db)) {
+        throw new FatalError(
+          "This database holds encrypted data but no key check; Understudy will not assign it a new master key. " +
+            "Restore the database from a backup.",
+        );
+      }
+      await store.insertVaultMeta(db, keyring.current.id, vault.#sealKeyCheck(keyring.current), clock.now().toISOString());
+    } else {
+      const key = vault.#keyById(meta.master_key_id);
+      if (!key) {
+        throw new FatalError(
+          `The master key does not open this database: it expects master key ${meta.master_key_id}, ` +
+            `but the key given is ${keyring.current.id}${keyring.previous ? ` (previous: ${keyring.previous.id})` : ""}. ` +
+            "Set UNDERSTUDY_MASTER_KEY (or UNDERSTUDY_MASTER_KEY_FILE) to the key this database was created with.",
+        );
+      }
+      if (!open(key.key, meta.key_check, KEY_CHECK_AD)) {
+        throw new FatalError(
+          `The key check of this database does not open with master key ${key.id}; the database is damaged. Restore it from a backup.`,
+        );
+      }
+    }
+    // Unwrap every tenant's data key now: a key that cannot be unwrapped is a
+    // start-up error, not a failure at some later read, and a rotation run by
+    // another process cannot make a running server lose its keys.
+    for (const row of await store.listTenantKeys(db)) vault.#unwrap(row);
+    return vault;
+  }
+
+  /** Seals a value for one tenant; `context` names where it will be stored (e.g. credential id and version). */
+  async sealForTenant(db: Db, tenantId: string, context: string, plaintext: string): Promise<Uint8Array> {
+    const dataKey = await this.#dataKeyFor(db, tenantId);
+    return seal(dataKey, encoder.encode(plaintext), `${tenantId}/${context}`);
+  }
+
+  /** Opens a value sealed by sealForTenant with the same tenant and context; throws IntegrityError otherwise. */
+  async openForTenant(db: Db, tenantId: string, context: string, sealed: Uint8Array): Promise<string> {
+    const dataKey = await this.#dataKeyFor(db, tenantId);
+    const plaintext = open(dataKey, sealed, `${tenantId}/${context}`);
+    if (!plaintext) throw new IntegrityError();
+    try {
+      return decoder.decode(plaintext);
+    } catch {
+      throw new IntegrityError();
+    }
+  }
+
+  /**
+   * Re-wraps every tenant data key still wrapped by the previous master key
+   * with the current one, and moves the key check, in one transaction. Values
+   * are not re-encrypted: their data keys do not change, so every value stays
+   * readable before, during and after.
+   */
+  async rotate(db: Db): Promise<{ rewrapped: number; alreadyCurrent: number }> {
+    const { current, previous } = this.#keyring;
+    if (!previous) throw new FatalError("rotate-key needs UNDERSTUDY_MASTER_KEY_PREVIOUS (the old key) beside UNDERSTUDY_MASTER_KEY (the new one).");
+    const at = this.#clock.now().toISOString();
+    return db.transaction().execute(async (trx) => {
+      let rewrapped = 0;
+      let alreadyCurrent = 0;
+      for (const row of await store.listTenantKeys(trx)) {
+        if (row.master_key_id === current.id) {
+          alreadyCurrent++;
+          continue;
+        }
+        const dataKey = this.#unwrap(row);
+        await store.rewrapTenantKey(trx, row.tenant_id, current.id, seal(current.key, dataKey, tenantKeyAd(row.tenant_id)), at);
+        rewrapped++;
+      }
+      const meta = await store.readVaultMeta(trx);
+      if (meta && meta.master_key_id !== current.id) {
+        await store.updateVaultMeta(trx, current.id, this.#sealKeyCheck(current), at);
+      }
+      return { rewrapped, alreadyCurrent };
+    });
+  }
+
+  async #dataKeyFor(db: Db, tenantId: string): Promise<Uint8Array> {
+    const cached = this.#dataKeys.get(tenantId);
+    if (cached) return cached;
+    let row = await store.findTenantKey(db, tenantId);
+    if (!row) {
+      const { current } = this.#keyring;
+      const dataKey = new Uint8Array(randomBytes(32));
+      await store.insertTenantKey(db, tenantId, current.id, seal(current.key, dataKey, tenantKeyAd(tenantId)), this.#clock.now().toISOString());
+      // Another writer may have won the insert; the stored row is the truth.
+      row = await store.findTenantKey(db, tenantId);
+      if (!row) throw new Error("tenant key vanished after insert");
+    }
+    return this.#unwrap(row);
+  }
+
+  #unwrap(row: { tenant_id: string; master_key_id: string; wrapped_key: Uint8Array }): Uint8Array {
+    const cached = this.#dataKeys.get(row.tenant_id);
+    if (cached) return cached;
+    const key = this.#keyById(row.master_key_id);
+    if (!key) {
+      throw new FatalError(
+        `A tenant data key is wrapped by master key ${row.master_key_id}, which this process does not have ` +
+          `(current: ${this.#keyring.current.id}). Set UNDERSTUDY_MASTER_KEY_PREVIOUS to that key and run \`understudy rotate-key\`.`,
+      );
+    }
+    const dataKey = open(key.key, row.wrapped_key, tenantKeyAd(row.tenant_id));
+    if (!dataKey) {
+      throw new FatalError(`The data key of tenant ${row.tenant_id} does not open with master key ${key.id}; the database is damaged.`);
+    }
+    this.#dataKeys.set(row.tenant_id, dataKey);
+    return dataKey;
+  }
+
+  #keyById(id: string): MasterKey | undefined {
+    const { current, previous } = this.#keyring;
+    if (current.id === id) return current;
+    if (previous?.id === id) return previous;
+    return undefined;
+  }
+
+  #sealKeyCheck(key: MasterKey): Uint8Array {
+    return seal(key.key, encoder.encode(KEY_CHECK_PLAINTEXT), KEY_CHECK_AD);
+  }
+}
