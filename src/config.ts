@@ -126,11 +126,19 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
   });
 }
 
-/** The names of the variables that hold key material, removed from process.env once read. */
-export const SECRET_VARIABLES = [
-  "UNDERSTUDY_MASTER_KEY",
-  "UNDERSTUDY_MASTER_KEY_PREVIOUS",
-] as const;
+/** The names of the variables that hold key material. */
+export const SECRET_VARIABLES = ["UNDERSTUDY_MASTER_KEY", "UNDERSTUDY_MASTER_KEY_PREVIOUS"] as const;
+
+/**
+ * Returns a snapshot of the environment and deletes the key material from
+ * the live one, so nothing that runs later (workflow code among it) can read
+ * it from process.env.
+ */
+export function takeEnvironment(live: Record<string, string | undefined>): Record<string, string | undefined> {
+  const snapshot = { ...live };
+  for (const name of SECRET_VARIABLES) delete live[name];
+  return snapshot;
+}
 
 function readKey(env: Env, name: string, readFile: (path: string) => string, problems: string[]): Uint8Array | undefined {
   const inline = env[name]?.trim() || undefined;

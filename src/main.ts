@@ -5,12 +5,9 @@
  */
 import { runCli } from "./cli/commands";
 import type { Io } from "./cli/io";
-import { SECRET_VARIABLES } from "./config";
+import { takeEnvironment } from "./config";
 
-// Snapshot the environment, then drop the key material from process.env so
-// nothing that runs later (workflow code among it) can read it there.
-const env = { ...process.env };
-for (const name of SECRET_VARIABLES) delete process.env[name];
+const env = takeEnvironment(process.env);
 
 const io: Io = {
   env,

@@ -105,3 +105,113 @@ export async function startTestServer(
     },
   };
 }
+
+// ---------------------------------------------------------------------------
+// Generic helpers for the shared HTTP suites (test/http/*) and capability tests.
+
+import { sql } from "kysely";
+
+/** Any request: any method, a raw or JSON body (undefined sends none), the given API key (default alpha's; null sends none). */
+export async function sendRequest(
+  server: TestServer,
+  method: string,
+  path: string,
+  options: { body?: unknown; key?: string | null; headers?: Record<string, string> } = {},
+): Promise<TestResponse> {
+  const key = options.key === undefined ? server.keys.alpha : options.key;
+  const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
+  if (key !== null) headers["x-api-key"] = key;
+  const body = options.body === undefined ? undefined : typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+  const response = await fetch(server.url + path, { method, headers, body });
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, body: parsed, text };
+}
+
+/** Tables a rejected request must leave as they were. The audit log and api_keys.last_used_at legitimately change. */
+const VOLATILE_TABLES = new Set(["audit_events", "api_keys", "kysely_migration", "kysely_migration_lock", "sqlite_sequence"]);
+
+async function userTables(db: Db): Promise<string[]> {
+  const rows = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`.execute(db);
+  return rows.rows.map((r) => r.name);
+}
+
+async function tableRows(db: Db, table: string, where?: { column: string; value: string }): Promise<Record<string, unknown>[]> {
+  const query = where
+    ? sql<Record<string, unknown>>`SELECT * FROM ${sql.table(table)} WHERE ${sql.ref(where.column)} = ${where.value}`
+    : sql<Record<string, unknown>>`SELECT * FROM ${sql.table(table)}`;
+  return (await query.execute(db)).rows;
+}
+
+/**
+ * Every row of every table except the volatile ones, as comparable JSON, so a
+ * test can assert that a rejected request changed nothing. Tables added by
+ * later migrations are included automatically.
+ */
+export async function snapshotDb(db: Db): Promise<Record<string, unknown[]>> {
+  const snapshot: Record<string, unknown[]> = {};
+  for (const table of await userTables(db)) {
+    if (VOLATILE_TABLES.has(table)) continue;
+    snapshot[table] = sortRows((await tableRows(db, table)).map(comparableRow));
+  }
+  return snapshot;
+}
+
+/** Every row of one tenant (tables with a tenant_id column), so a test can assert another tenant's request changed none of them. */
+export async function snapshotTenant(db: Db, tenantId: string): Promise<Record<string, unknown[]>> {
+  const snapshot: Record<string, unknown[]> = {};
+  for (const table of await userTables(db)) {
+    if (VOLATILE_TABLES.has(table)) continue;
+    const columns = await sql<{ name: string }>`SELECT name FROM pragma_table_info(${table})`.execute(db);
+    const column = table === "tenants" ? "id" : "tenant_id";
+    if (!columns.rows.some((c) => c.name === column)) continue;
+    snapshot[table] = sortRows((await tableRows(db, table, { column, value: tenantId })).map(comparableRow));
+  }
+  return snapshot;
+}
+
+/** Every cell of every table (blobs as UTF-8, base64 and hex) joined into one string, to search for a value that must not be stored. */
+export async function dumpDb(db: Db): Promise<string> {
+  const parts: string[] = [];
+  for (const table of await userTables(db)) {
+    for (const row of await tableRows(db, table)) {
+      for (const cell of Object.values(row)) {
+        if (cell instanceof Uint8Array) {
+          const bytes = Buffer.from(cell);
+          parts.push(bytes.toString("utf8"), bytes.toString("base64"), bytes.toString("hex"));
+        } else {
+          parts.push(String(cell));
+        }
+      }
+    }
+  }
+  return parts.join("\n");
+}
+
+function comparableRow(row: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(row).map(([k, v]) => [k, v instanceof Uint8Array ? `blob:${Buffer.from(v).toString("hex")}` : v]),
+  );
+}
+
+function sortRows(rows: Record<string, unknown>[]): Record<string, unknown>[] {
+  return rows.map((r) => [JSON.stringify(r), r] as const).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
+}
+
+/** The forms in which a secret could leak: as is, base64, base64url and hex. */
+export function secretForms(secret: string): string[] {
+  const bytes = Buffer.from(secret, "utf8");
+  return [secret, bytes.toString("base64"), bytes.toString("base64url"), bytes.toString("hex")];
+}
+
+/** A name unique within this process, for tests that must not collide. */
+let uniqueCounter = 0;
+export function uniqueName(prefix = "cred"): string {
+  uniqueCounter += 1;
+  return `${prefix}_${uniqueCounter}_${Math.random().toString(36).slice(2, 8)}`;
+}

@@ -1,0 +1,230 @@
+/**
+ * The release artifacts, end to end: both are built into a temp directory,
+ * then each is run the way an operator would run it, against a fresh
+ * database and master key, over real HTTP.
+ *
+ * - the compiled binary, copied alone into an empty directory (no
+ *   node_modules anywhere above it), with a minimal environment;
+ * - `node understudy.mjs`, beside a node_modules link (better-sqlite3 is
+ *   loaded from there).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Subprocess } from "bun";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildAll, ROOT, type BuildResult } from "../scripts/build";
+
+const BUILD_TIMEOUT_MS = 120_000;
+const COMMAND_TIMEOUT_MS = 15_000;
+const HEALTHY_TIMEOUT_MS = 10_000;
+const EXIT_TIMEOUT_MS = 10_000;
+
+let work = "";
+let built: BuildResult;
+const children = new Set<Subprocess>();
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "understudy-binary-test-"));
+  built = await buildAll(join(work, "out"));
+}, BUILD_TIMEOUT_MS);
+
+afterAll(() => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  children.clear();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+interface Runtime {
+  name: string;
+  /** Prepares a directory of its own to run from; returns the command prefix and that directory. */
+  prepare(): { command: string[]; cwd: string };
+}
+
+const nodePath = Bun.which("node");
+
+const runtimes: Runtime[] = [
+  {
+    name: "compiled binary, alone in an empty directory",
+    prepare() {
+      const dir = join(work, "binary-run");
+      mkdirSync(dir);
+      copyFileSync(built.binary!.path, join(dir, "understudy"));
+      return { command: [join(dir, "understudy")], cwd: dir };
+    },
+  },
+  {
+    name: "node understudy.mjs",
+    prepare() {
+      if (!nodePath) throw new Error("node is not on PATH; the Node bundle cannot be tested");
+      const dir = join(work, "node-run");
+      mkdirSync(dir);
+      copyFileSync(built.nodeBundle!.path, join(dir, "understudy.mjs"));
+      symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"), "dir");
+      return { command: [nodePath, join(dir, "understudy.mjs")], cwd: dir };
+    },
+  },
+];
+
+/** A port that was free a moment ago (serve takes a fixed port, not 0). */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      probe.close(() => (port ? resolve(port) : reject(new Error("no port assigned"))));
+    });
+  });
+}
+
+/** Only what the process needs: nothing from this test run (NODE_PATH, BUN_*, a master key) leaks in. */
+function cleanEnv(cwd: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: cwd, ...extra };
+}
+
+async function runCommand(command: string[], cwd: string, env: Record<string, string>) {
+  const child = Bun.spawn(command, { cwd, env, stdout: "pipe", stderr: "pipe", timeout: COMMAND_TIMEOUT_MS, killSignal: "SIGKILL" });
+  children.add(child);
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  children.delete(child);
+  return { stdout, stderr, exitCode };
+}
+
+async function waitForHealthy(url: string, server: Subprocess, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + HEALTHY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (server.exitCode !== null || server.signalCode !== null) {
+      throw new Error(`serve exited (${server.exitCode ?? server.signalCode}) before it was healthy:\n${stderr()}`);
+    }
+    try {
+      const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(500) });
+      if (response.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await Bun.sleep(25);
+  }
+  throw new Error(`serve was not healthy within ${HEALTHY_TIMEOUT_MS} ms:\n${stderr()}`);
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+for (const runtime of runtimes) {
+  describe(runtime.name, () => {
+    let command: string[] = [];
+    let cwd = "";
+
+    beforeAll(() => {
+      ({ command, cwd } = runtime.prepare());
+    });
+
+    test("version names the built commit", async () => {
+      const result = await runCommand([...command, "version"], cwd, cleanEnv(cwd));
+      expect(result.exitCode).toBe(0);
+      expect(result.stdout.trim()).toMatch(/^understudy \d+\.\d+\.\d+\S* \(\S+\)$/);
+      expect(result.stdout).toContain(`(${built.commit})`);
+    });
+
+    test("admin commands, serve, upsert and get over HTTP, SIGTERM exits 0", async () => {
+      if (runtime.name.startsWith("compiled")) {
+        // Nothing beside the binary: it cannot be leaning on node_modules.
+        expect(readdirSync(cwd)).toEqual(["understudy"]);
+      }
+      const dbPath = join(cwd, "data", "understudy.db");
+      const env = cleanEnv(cwd);
+
+      const keygen = await runCommand([...command, "keygen"], cwd, env);
+      expect(keygen.exitCode).toBe(0);
+      const masterKey = keygen.stdout.trim();
+      expect(Buffer.from(masterKey, "base64")).toHaveLength(32);
+
+      const tenant = await runCommand([...command, "tenants", "create", "acme", "--db", dbPath], cwd, env);
+      expect(tenant.exitCode).toBe(0);
+      expect(tenant.stdout).toContain("acme");
+
+      const key = await runCommand([...command, "keys", "create", "--tenant", "acme", "--db", dbPath], cwd, env);
+      expect(key.exitCode).toBe(0);
+      const apiKey = key.stdout.trim();
+      expect(apiKey).toMatch(/^usk_\S+$/);
+
+      const port = await freePort();
+      const url = `http://127.0.0.1:${port}`;
+      const server = Bun.spawn([...command, "serve"], {
+        cwd,
+        env: cleanEnv(cwd, {
+          UNDERSTUDY_MASTER_KEY: masterKey,
+          UNDERSTUDY_DB: dbPath,
+          UNDERSTUDY_LISTEN: `127.0.0.1:${port}`,
+          UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0",
+        }),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      children.add(server);
+      // Drain both pipes from the start so the server never blocks on a full pipe.
+      let stderrSoFar = "";
+      const stdoutText = new Response(server.stdout).text();
+      const stderrText = (async () => {
+        const decoder = new TextDecoder();
+        for await (const chunk of server.stderr) stderrSoFar += decoder.decode(chunk, { stream: true });
+        return stderrSoFar;
+      })();
+
+      try {
+        await waitForHealthy(url, server, () => stderrSoFar);
+
+        const value = `s3cret-${crypto.randomUUID()}`;
+        const post = (path: string, body: unknown) =>
+          fetch(`${url}${path}`, {
+            method: "POST",
+            headers: { "content-type": "application/json", "x-api-key": apiKey },
+            body: JSON.stringify(body),
+            signal: AbortSignal.timeout(5000),
+          });
+
+        const upserted = await post("/v1/credentials/upsert", { name: "portal_password", value });
+        expect(upserted.status).toBe(200);
+        const upsertBody = (await upserted.json()) as { success: boolean; credential_id: string };
+        expect(upsertBody.success).toBe(true);
+
+        const got = await post("/v1/credentials/get", { name: "portal_password" });
+        expect(got.status).toBe(200);
+        expect(await got.json()).toEqual({ id: upsertBody.credential_id, value });
+
+        server.kill("SIGTERM");
+        const exitCode = await withTimeout(server.exited, EXIT_TIMEOUT_MS, "shutdown after SIGTERM");
+        const [stdout, stderr] = await withTimeout(Promise.all([stdoutText, stderrText]), EXIT_TIMEOUT_MS, "reading the output");
+        expect({ exitCode, stderr }).toEqual({ exitCode: 0, stderr: expect.stringContaining("shutting down") });
+
+        // One JSON line per request; the lines name the request, never its secrets.
+        const lines = stdout.split("\n").filter((l) => l.length > 0);
+        const requests = lines.map((l) => JSON.parse(l) as { msg: string; path: string; status: number });
+        expect(requests.filter((r) => r.msg === "request").map((r) => [r.path, r.status])).toEqual([
+          ["/v1/credentials/upsert", 200],
+          ["/v1/credentials/get", 200],
+        ]);
+        for (const secret of [value, apiKey, masterKey]) {
+          expect(stdout).not.toContain(secret);
+          expect(stderr).not.toContain(secret);
+        }
+      } finally {
+        if (server.exitCode === null && server.signalCode === null) server.kill("SIGKILL");
+        children.delete(server);
+      }
+      expect(existsSync(dbPath)).toBe(true);
+    }, 45_000);
+  });
+}
