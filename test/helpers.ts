@@ -215,3 +215,26 @@ export function uniqueName(prefix = "cred"): string {
   uniqueCounter += 1;
   return `${prefix}_${uniqueCounter}_${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/** A further tenant with one API key, for tests that need a tenant no other test has written to. */
+export async function addTenant(server: TestServer, name: string): Promise<{ tenantId: string; key: string; apiKeyId: string }> {
+  const tenant = await createTenant(server.db, server.deps.clock, server.deps.newId, name);
+  const { key, info } = await createApiKey(server.db, server.deps.clock, server.deps.newId, tenant.id);
+  return { tenantId: tenant.id, key, apiKeyId: info.id };
+}
+
+/** A further API key of an existing tenant (e.g. one a test then revokes). */
+export async function addApiKey(server: TestServer, tenantId: string): Promise<{ key: string; apiKeyId: string }> {
+  const { key, info } = await createApiKey(server.db, server.deps.clock, server.deps.newId, tenantId);
+  return { key, apiKeyId: info.id };
+}
+
+/** A clock tests move by hand. */
+export function manualClock(start = "2026-01-02T03:04:05.678Z"): Clock & { advance(ms: number): void; iso(): string } {
+  let now = Date.parse(start);
+  return {
+    now: () => new Date(now),
+    advance: (ms) => void (now += ms),
+    iso: () => new Date(now).toISOString(),
+  };
+}

@@ -15,10 +15,8 @@ const sealContext = (credentialId: string, version: number) => `credential/${cre
 const notFound = (what: string) =>
   new AppError("NOT_FOUND", `Credential ${what} not found. List this tenant's credentials with /v1/credentials/list.`);
 
-const nameTaken = (name: string) =>
-  new AppError("CONFLICT", `A credential named "${name}" already exists. Use /v1/credentials/upsert to replace its value.`, {
-    data: { name },
-  });
+const nameTaken = (name: string, hint: string) =>
+  new AppError("CONFLICT", `A credential named "${name}" already exists. ${hint}`, { data: { name } });
 
 function checkValueSize(deps: AppDeps, value: string) {
   const bytes = Buffer.byteLength(value, "utf8");
@@ -79,7 +77,7 @@ export async function createCredential(deps: AppDeps, caller: Caller, name: stri
   checkValueSize(deps, value);
   return auditedTransaction(deps, caller, "credential.create", async (trx) => {
     if (await store.findCredentialByName(trx, caller.tenantId, name)) {
-      throw new Refusal(nameTaken(name), "conflict", { name });
+      throw new Refusal(nameTaken(name, "Use /v1/credentials/upsert to replace its value."), "conflict", { name });
     }
     const id = deps.newId();
     const at = deps.clock.now().toISOString();
@@ -148,7 +146,7 @@ export async function updateCredential(deps: AppDeps, caller: Caller, id: string
     }
     if (change.name !== undefined && change.name !== existing.name) {
       if (await store.findCredentialByName(trx, caller.tenantId, change.name)) {
-        throw new Refusal(nameTaken(change.name), "conflict", existing, `rename to ${change.name}`);
+        throw new Refusal(nameTaken(change.name, "Choose another name, or delete that credential first."), "conflict", existing, `rename to ${change.name}`);
       }
     }
     const at = deps.clock.now().toISOString();

@@ -5,7 +5,7 @@ import { credentialRoutes } from "../credentials/routes";
 import { AppError } from "../errors";
 import { VERSION } from "../version";
 import { authenticate } from "./auth";
-import { errorBody, parseBody, readBody, wrap } from "./envelope";
+import { errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
 import { buildOpenApi } from "./openapi";
 import { RateLimiter } from "./rate-limit";
 import type { AppDeps, Caller, RouteDef } from "./route";
@@ -38,25 +38,48 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
     let caller: Caller | undefined;
     let status: number;
     let response: Response;
+    // The body is read once, lazily. Errors mirror the request's form, so an
+    // early refusal (unknown route, bad key, rate limit) still reads the body
+    // to learn that form; a body too large to read gets a plain error.
+    let body: ParsedBody | undefined;
+    let bodyError: unknown;
+    const settleBody = async () => {
+      if (body || bodyError) return;
+      try {
+        body = parseBody(await readBody(c.req.raw, deps.config.maxBodyBytes));
+        enveloped = body.enveloped;
+      } catch (error) {
+        bodyError = error;
+      }
+    };
     try {
       const route = byPath.get(c.req.path);
-      if (!route) {
-        throw new AppError("NOT_FOUND", `No route ${c.req.method} ${c.req.path}. API routes are POST /v1/<namespace>/<procedure>; see /v1/openapi.json.`);
+      if (!route || c.req.method !== "POST") {
+        await settleBody();
+        throw new AppError(
+          "NOT_FOUND",
+          route
+            ? `No route ${c.req.method} ${c.req.path}. This route takes POST with a JSON body.`
+            : `No route ${c.req.method} ${c.req.path}. API routes are POST /v1/<namespace>/<procedure>; see /v1/openapi.json.`,
+        );
       }
-      if (c.req.method !== "POST") {
-        throw new AppError("NOT_FOUND", `No route ${c.req.method} ${c.req.path}. This route takes POST with a JSON body.`);
+      // A missing, unknown or revoked key is refused before the body counts for anything.
+      try {
+        caller = await authenticate(deps, c.req.header("x-api-key"));
+      } catch (error) {
+        await settleBody();
+        throw error;
       }
-      const body = parseBody(await readBody(c.req.raw, deps.config.maxBodyBytes));
-      enveloped = body.enveloped;
-      caller = await authenticate(deps, c.req.header("x-api-key"));
       const wait = limiter.take(caller.apiKeyId);
+      await settleBody();
       if (wait > 0) {
         throw new AppError("TOO_MANY_REQUESTS", `Too many requests for this API key; retry in ${wait} s.`, {
           headers: { "retry-after": String(wait) },
           data: { retry_after_seconds: wait },
         });
       }
-      if (body.invalidJson) throw new AppError("BAD_REQUEST", "The request body is not valid JSON.");
+      if (bodyError) throw bodyError;
+      if (!body || body.invalidJson) throw new AppError("BAD_REQUEST", "The request body is not valid JSON.");
       const parsed = route.input.safeParse(body.input);
       if (!parsed.success) throw validationError(parsed.error);
       const output = await route.handler({ deps, caller, requestId }, parsed.data);
