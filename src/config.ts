@@ -19,6 +19,19 @@ export interface Config {
   readonly requestLog: boolean;
   readonly dbSynchronous: "normal" | "full";
   readonly busyTimeoutMs: number;
+  /** Workflow files; undefined means ./workflows of the working directory. */
+  readonly workflowsDir: string | undefined;
+  readonly jobs: {
+    readonly concurrency: number;
+    /** How long a cancelled or timed-out handler that ignores its signal gets before its job ends anyway. */
+    readonly graceMs: number;
+    /** On SIGTERM, how long running jobs may go on before they are ended as interrupted. */
+    readonly shutdownGraceMs: number;
+    readonly maxResultBytes: number;
+    /** How often the runner looks for queued jobs it was not told about (another process's). */
+    readonly pollMs: number;
+  };
+  readonly chromiumPath: string | undefined;
 }
 
 /** The variables Understudy reads, with their defaults, for `--help` and the README. */
@@ -36,6 +49,13 @@ export const ENVIRONMENT = {
   UNDERSTUDY_REQUEST_LOG: "on",
   UNDERSTUDY_DB_SYNCHRONOUS: "normal",
   UNDERSTUDY_DB_BUSY_TIMEOUT_MS: "5000",
+  UNDERSTUDY_WORKFLOWS_DIR: "./workflows",
+  UNDERSTUDY_CONCURRENCY: "4",
+  UNDERSTUDY_JOB_GRACE_MS: "5000",
+  UNDERSTUDY_SHUTDOWN_GRACE_MS: "30000",
+  UNDERSTUDY_MAX_RESULT_BYTES: "1048576",
+  UNDERSTUDY_RUNNER_POLL_MS: "1000",
+  UNDERSTUDY_CHROMIUM_PATH: "(chromium on PATH)",
 } as const;
 
 const positiveInt = (what: string) =>
@@ -84,6 +104,13 @@ const envSchema = z.object({
   UNDERSTUDY_REQUEST_LOG: onOff.default(true),
   UNDERSTUDY_DB_SYNCHRONOUS: z.enum(["normal", "full"], "must be normal or full").default("normal"),
   UNDERSTUDY_DB_BUSY_TIMEOUT_MS: positiveInt("milliseconds").default(5000),
+  UNDERSTUDY_WORKFLOWS_DIR: z.string().trim().min(1, "must be a directory path").optional(),
+  UNDERSTUDY_CONCURRENCY: positiveInt("jobs at once").pipe(z.number().max(256, "is too large (at most 256 jobs at once)")).default(4),
+  UNDERSTUDY_JOB_GRACE_MS: positiveInt("milliseconds").default(5000),
+  UNDERSTUDY_SHUTDOWN_GRACE_MS: nonNegativeInt("milliseconds").default(30_000),
+  UNDERSTUDY_MAX_RESULT_BYTES: positiveInt("bytes").default(1024 * 1024),
+  UNDERSTUDY_RUNNER_POLL_MS: positiveInt("milliseconds").default(1000),
+  UNDERSTUDY_CHROMIUM_PATH: z.string().trim().min(1, "must be a file path").optional(),
 });
 
 type Env = Record<string, string | undefined>;
@@ -123,6 +150,15 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
     requestLog: v.UNDERSTUDY_REQUEST_LOG,
     dbSynchronous: v.UNDERSTUDY_DB_SYNCHRONOUS,
     busyTimeoutMs: v.UNDERSTUDY_DB_BUSY_TIMEOUT_MS,
+    workflowsDir: v.UNDERSTUDY_WORKFLOWS_DIR,
+    jobs: Object.freeze({
+      concurrency: v.UNDERSTUDY_CONCURRENCY,
+      graceMs: v.UNDERSTUDY_JOB_GRACE_MS,
+      shutdownGraceMs: v.UNDERSTUDY_SHUTDOWN_GRACE_MS,
+      maxResultBytes: v.UNDERSTUDY_MAX_RESULT_BYTES,
+      pollMs: v.UNDERSTUDY_RUNNER_POLL_MS,
+    }),
+    chromiumPath: v.UNDERSTUDY_CHROMIUM_PATH,
   });
 }
 

@@ -4,7 +4,10 @@ import { join } from "node:path";
 import { systemClock, randomId, type Clock } from "../src/clock";
 import { loadConfig, type Config } from "../src/config";
 import { createApp, apiRoutes } from "../src/http/app";
-import type { AppDeps } from "../src/http/route";
+import type { AppDeps, RunnerHandle } from "../src/http/route";
+import { Runner } from "../src/runner/runner";
+import type { WorkflowDefinition } from "../src/workflows/define";
+import { WorkflowRegistry } from "../src/workflows/registry";
 import { memoryLogger } from "../src/log";
 import { listen } from "../src/server/listen";
 import { openStore } from "../src/server/start";
@@ -13,6 +16,9 @@ import { createApiKey, createTenant } from "../src/tenants/service";
 import { generateMasterKey, toMasterKey } from "../src/vault/master-key";
 
 export { apiRoutes };
+
+/** A runner that runs nothing, for apps built without one. */
+export const idleRunner: RunnerHandle = { wake() {}, cancel: () => false };
 
 export function tempDir(prefix = "understudy-test-"): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
@@ -38,6 +44,7 @@ export interface TestServer {
   deps: AppDeps;
   dbPath: string;
   masterKey: string;
+  runner: Runner;
   /** API keys of two tenants, "alpha" and "beta". */
   keys: { alpha: string; beta: string };
   tenants: { alpha: string; beta: string };
@@ -53,7 +60,15 @@ export interface TestServer {
  * master key, and two tenants with an API key each.
  */
 export async function startTestServer(
-  options: { env?: Record<string, string>; clock?: Clock; nowMs?: () => number } = {},
+  options: {
+    env?: Record<string, string>;
+    clock?: Clock;
+    nowMs?: () => number;
+    /** Workflows the server can run (default: none). */
+    workflows?: WorkflowDefinition[];
+    /** Don't start the runner: jobs stay queued (for tests of queued-job behaviour). */
+    runnerPaused?: boolean;
+  } = {},
 ): Promise<TestServer> {
   const dir = tempDir();
   const dbPath = join(dir.path, "understudy.db");
@@ -62,7 +77,9 @@ export async function startTestServer(
   const clock = options.clock ?? systemClock;
   const store = await openStore(config, dbPath, { current: toMasterKey(master.bytes) }, clock);
   const log = memoryLogger();
-  const deps: AppDeps = { db: store.db, vault: store.vault, config, clock, newId: randomId, log, nowMs: options.nowMs };
+  const workflows = WorkflowRegistry.fromDefinitions(options.workflows ?? [], log);
+  const runner = new Runner({ db: store.db, vault: store.vault, workflows, config, clock, log });
+  const deps: AppDeps = { db: store.db, vault: store.vault, config, clock, newId: randomId, log, nowMs: options.nowMs, workflows, runner };
   const app = createApp(deps);
   const server = await listen(app, { hostname: "127.0.0.1", port: 0, maxBodyBytes: config.maxBodyBytes });
   const alpha = await createTenant(store.db, clock, randomId, "alpha");
@@ -71,12 +88,14 @@ export async function startTestServer(
     alpha: (await createApiKey(store.db, clock, randomId, alpha.id)).key,
     beta: (await createApiKey(store.db, clock, randomId, beta.id)).key,
   };
+  if (!options.runnerPaused) runner.start();
   return {
     url: server.url,
     db: store.db,
     deps,
     dbPath,
     masterKey: master.text,
+    runner,
     keys,
     tenants: { alpha: alpha.id, beta: beta.id },
     logs: log.lines,
@@ -100,6 +119,7 @@ export async function startTestServer(
     },
     async close() {
       await server.stop();
+      await runner.shutdown();
       await store.db.destroy();
       dir.remove();
     },

@@ -7,6 +7,7 @@ export type AuditAction =
   | "credential.update"
   | "credential.delete"
   | "credential.read"
+  | "credential.inject"
   | "api_key.rejected";
 
 export type AuditOutcome = "success" | "not_found" | "conflict" | "rejected" | "integrity_failure";

@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { randomId, systemClock } from "../clock";
 import { ENVIRONMENT, loadConfig, type Config } from "../config";
@@ -13,6 +13,7 @@ import { generateMasterKey, masterKeyId, toMasterKey } from "../vault/master-key
 import { VERSION_STRING } from "../version";
 import { devBanner, devMasterKey, devPaths, ensureDevTenant } from "./dev";
 import { UsageError, type Io } from "./io";
+import { RUN_OPTIONS, RUN_USAGE, runWorkflowLocally } from "./run";
 
 interface Command {
   summary: string;
@@ -53,7 +54,7 @@ ${ENV_HELP}`,
       const dbPath = config.dbPath ?? join(io.cwd, "data", "understudy.db");
       const keyring = { current: toMasterKey(config.masterKey), previous: config.masterKeyPrevious && toMasterKey(config.masterKeyPrevious) };
       const store = await openStore(config, dbPath, keyring);
-      const server = await startServer(config, store, requestLogger(io));
+      const server = await startServer(config, store, requestLogger(io), { workflowsDir: workflowsDirOf(io, config) });
       io.err(`${VERSION_STRING} listening on ${server.url} (database ${dbPath}, master key ${keyring.current.id})\n`);
       return serveUntilStopped(io, server);
     },
@@ -78,7 +79,7 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
         await store.db.destroy();
         throw error;
       }
-      const server = await startServer(config, store, requestLogger(io));
+      const server = await startServer(config, store, requestLogger(io), { workflowsDir: workflowsDirOf(io, config), watchWorkflows: true });
       io.err(
         devBanner({ version: VERSION_STRING, url: server.url, cwd: io.cwd, paths, keyId: keyring.current.id, newKey, generatedKey: master.generated }),
       );
@@ -195,6 +196,12 @@ ${DB_HELP}`,
       }
     },
   },
+  run: {
+    summary: "run one workflow file locally (no server, no database)",
+    usage: RUN_USAGE,
+    options: RUN_OPTIONS,
+    run: (io, values, positionals) => runWorkflowLocally(io, values, positionals),
+  },
   healthcheck: {
     summary: "exit 0 when the server's /healthz answers (for Docker)",
     usage: `usage: understudy healthcheck [--url URL]
@@ -277,6 +284,10 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
 
 function requestLogger(io: Io) {
   return jsonLogger((line) => io.out(line));
+}
+
+function workflowsDirOf(io: Io, config: Config): string {
+  return resolve(io.cwd, config.workflowsDir ?? "workflows");
 }
 
 function dbPathOf(io: Io, values: Record<string, string | boolean | undefined>, config: Config): string {

@@ -12,6 +12,16 @@ import * as store from "./store";
  */
 const sealContext = (credentialId: string, version: number) => `credential/${credentialId}/${version}`;
 
+/** Opens a stored credential's value for a job; throws IntegrityError when it does not open. */
+export async function openStoredValue(
+  deps: Pick<AppDeps, "vault">,
+  db: Db,
+  tenantId: string,
+  row: { id: string; version: number; sealed_value: Uint8Array },
+): Promise<string> {
+  return deps.vault.openForTenant(db, tenantId, sealContext(row.id, row.version), row.sealed_value);
+}
+
 const notFound = (what: string) =>
   new AppError("NOT_FOUND", `Credential ${what} not found. List this tenant's credentials with /v1/credentials/list.`);
 

@@ -4,12 +4,23 @@ import type { Config } from "../config";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
 import type { Vault } from "../vault/vault";
+import type { WorkflowRegistry } from "../workflows/registry";
+
+/** What the API needs of the job runner. */
+export interface RunnerHandle {
+  /** A job was queued: claim it if a slot is free. */
+  wake(): void;
+  /** Fires the abort signal of a running job; false when it is not running here. */
+  cancel(jobId: string): boolean;
+}
 
 /** What the app is built from; made once by the composition root and handed in. */
 export interface AppDeps {
   db: Db;
   vault: Vault;
   config: Pick<Config, "maxBodyBytes" | "maxValueBytes" | "rateLimit" | "requestLog">;
+  workflows: WorkflowRegistry;
+  runner: RunnerHandle;
   clock: Clock;
   newId: IdSource;
   log: Logger;

@@ -4,7 +4,9 @@ import { createApp } from "../http/app";
 import type { Logger } from "../log";
 import { openDatabase, type Db } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
+import { Runner } from "../runner/runner";
 import { Vault, type Keyring } from "../vault/vault";
+import { WorkflowRegistry } from "../workflows/registry";
 import { listen, type Listening } from "./listen";
 
 export interface OpenedStore {
@@ -28,6 +30,9 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
 export interface RunningServer extends Listening {
   readonly db: Db;
   readonly vault: Vault;
+  readonly runner: Runner;
+  readonly workflows: WorkflowRegistry;
+  /** Stops taking requests, lets running jobs finish (up to the shutdown deadline), then closes the database. */
   close(): Promise<void>;
 }
 
@@ -35,23 +40,35 @@ export async function startServer(
   config: Config,
   store: OpenedStore,
   log: Logger,
-  options: { clock?: Clock; newId?: IdSource } = {},
+  options: { workflowsDir: string; watchWorkflows?: boolean; workflows?: WorkflowRegistry; clock?: Clock; newId?: IdSource },
 ): Promise<RunningServer> {
+  const clock = options.clock ?? systemClock;
+  const workflows = options.workflows ?? (await WorkflowRegistry.load(options.workflowsDir, log));
+  const runner = new Runner({ db: store.db, vault: store.vault, workflows, config, clock, log });
+  await runner.recoverInterrupted();
   const app = createApp({
     db: store.db,
     vault: store.vault,
     config,
-    clock: options.clock ?? systemClock,
+    clock,
     newId: options.newId ?? randomId,
     log,
+    workflows,
+    runner,
   });
   const listening = await listen(app, { ...config.listen, maxBodyBytes: config.maxBodyBytes });
+  runner.start();
+  const stopWatching = options.watchWorkflows ? workflows.watch() : () => {};
   return {
     ...listening,
     db: store.db,
     vault: store.vault,
+    runner,
+    workflows,
     async close() {
+      stopWatching();
       await listening.stop();
+      await runner.shutdown();
       await store.db.destroy();
     },
   };

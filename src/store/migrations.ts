@@ -85,4 +85,59 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex("audit_events_tenant_at").on("audit_events").columns(["tenant_id", "at"]).execute();
     },
   },
+  "0002_jobs": {
+    async up(db: Kysely<any>) {
+      // seq orders jobs (claims, fairness, list cursors); id is the public UUID.
+      await db.schema
+        .createTable("jobs")
+        .addColumn("seq", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("id", "text", (c) => c.notNull().unique())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("workflow", "text", (c) => c.notNull())
+        .addColumn("workflow_id", "text", (c) => c.notNull())
+        .addColumn("deployment_id", "text")
+        .addColumn("deployment_version", "text")
+        .addColumn("params", "text", (c) => c.notNull())
+        .addColumn("sealed_params_credentials", "blob")
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("failure_class", "text")
+        .addColumn("result", "text")
+        .addColumn("error", "text")
+        .addColumn("mapped_stack", "text")
+        .addColumn("nonce", "text")
+        .addColumn("timeout_seconds", "integer", (c) => c.notNull())
+        .addColumn("options", "text", (c) => c.notNull())
+        .addColumn("callback_url", "text")
+        .addColumn("sealed_callback_secret", "blob")
+        .addColumn("skip_callbacks", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("schedule_id", "text")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("started_at", "text")
+        .addColumn("completed_at", "text")
+        .addColumn("cancel_requested_at", "text")
+        .execute();
+      await db.schema.createIndex("jobs_status_tenant").on("jobs").columns(["status", "tenant_id", "seq"]).execute();
+      await db.schema.createIndex("jobs_tenant_seq").on("jobs").columns(["tenant_id", "seq"]).execute();
+
+      await db.schema
+        .createTable("job_logs")
+        .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("job_id", "text", (c) => c.notNull())
+        .addColumn("tenant_id", "text", (c) => c.notNull())
+        .addColumn("workflow", "text", (c) => c.notNull())
+        .addColumn("level", "text", (c) => c.notNull())
+        .addColumn("message", "text", (c) => c.notNull())
+        .addColumn("timestamp", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("job_logs_job").on("job_logs").columns(["job_id", "id"]).execute();
+      await db.schema.createIndex("job_logs_tenant").on("job_logs").columns(["tenant_id", "id"]).execute();
+
+      await db.schema
+        .createTable("tenant_settings")
+        .addColumn("tenant_id", "text", (c) => c.primaryKey().references("tenants.id"))
+        .addColumn("disable_job_failure_notifications", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+    },
+  },
 };

@@ -9,6 +9,9 @@ export interface Database {
   credentials: CredentialsTable;
   job_credentials: JobCredentialsTable;
   audit_events: AuditEventsTable;
+  jobs: JobsTable;
+  job_logs: JobLogsTable;
+  tenant_settings: TenantSettingsTable;
 }
 
 export interface TenantsTable {
@@ -76,3 +79,52 @@ export interface AuditEventsTable {
 
 export type AuditEventRow = Selectable<AuditEventsTable>;
 export type NewAuditEvent = Insertable<AuditEventsTable>;
+
+export interface JobsTable {
+  seq: Generated<number>;
+  id: string;
+  tenant_id: string;
+  workflow: string;
+  workflow_id: string;
+  deployment_id: string | null;
+  deployment_version: string | null;
+  /** JSON of the caller's params without `credentials`. */
+  params: string;
+  /** The caller's params.credentials, sealed: never stored in clear. */
+  sealed_params_credentials: Uint8Array | null;
+  status: string;
+  failure_class: string | null;
+  result: string | null;
+  error: string | null;
+  mapped_stack: string | null;
+  nonce: string | null;
+  timeout_seconds: number;
+  /** JSON of the run options: headless, start_url, viewport and the hosted-only flags. */
+  options: string;
+  callback_url: string | null;
+  sealed_callback_secret: Uint8Array | null;
+  skip_callbacks: number;
+  schedule_id: string | null;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  cancel_requested_at: string | null;
+}
+
+export interface JobLogsTable {
+  id: Generated<number>;
+  job_id: string;
+  tenant_id: string;
+  workflow: string;
+  level: string;
+  message: string;
+  timestamp: string;
+}
+
+export interface TenantSettingsTable {
+  tenant_id: string;
+  disable_job_failure_notifications: number;
+  updated_at: string;
+}
+
+export type JobRow = Selectable<JobsTable>;

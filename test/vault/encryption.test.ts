@@ -8,7 +8,8 @@ import { silentLogger } from "../../src/log";
 import { openStore } from "../../src/server/start";
 import { createApiKey, createTenant } from "../../src/tenants/service";
 import { toMasterKey } from "../../src/vault/master-key";
-import { newMasterKey, startTestServer, tempDir, type TestServer } from "../helpers";
+import { WorkflowRegistry } from "../../src/workflows/registry";
+import { idleRunner, newMasterKey, startTestServer, tempDir, type TestServer } from "../helpers";
 
 const config = loadConfig({ UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0" });
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -32,7 +33,16 @@ function rawDatabaseBytes(dbPath: string): Buffer {
 /** An in-process app on a database file, for restart tests: open, use, close, reopen. */
 async function appOn(dbPath: string, key: Uint8Array, previous?: Uint8Array) {
   const store = await openStore(config, dbPath, { current: toMasterKey(key), previous: previous && toMasterKey(previous) });
-  const app = createApp({ db: store.db, vault: store.vault, config, clock: systemClock, newId: randomId, log: silentLogger });
+  const app = createApp({
+    db: store.db,
+    vault: store.vault,
+    config,
+    clock: systemClock,
+    newId: randomId,
+    log: silentLogger,
+    workflows: WorkflowRegistry.fromDefinitions([], silentLogger),
+    runner: idleRunner,
+  });
   const call = async (path: string, apiKey: string, body: unknown) => {
     const response = await app.request(path, { method: "POST", headers: { "x-api-key": apiKey }, body: JSON.stringify(body) });
     return { status: response.status, body: (await response.json()) as any };

@@ -1,0 +1,225 @@
+import { z } from "zod";
+import { AppError } from "../errors";
+import { defineRoute } from "../http/route";
+import { successMessage, timestamp, uuid } from "../http/schemas";
+import * as service from "./service";
+import * as store from "./store";
+
+/** Optional fields accept null as "not given": clients differ on how they send an absent value. */
+const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
+
+const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" });
+const viewport = z.object({
+  width: z.number().int().min(100, "must be at least 100").max(7680, "must be at most 7680"),
+  height: z.number().int().min(100, "must be at least 100").max(4320, "must be at most 4320"),
+});
+const jobId = uuid("job");
+const STATUSES = ["queued", "starting_browser", "running", "completed", "failed", "cancelled"] as const;
+
+/** Cursors are opaque to clients: base64url of the position. */
+export const encodeCursor = (n: number) => Buffer.from(`c${n}`).toString("base64url");
+export function decodeCursor(cursor: string, field: string): number {
+  const match = /^c(\d{1,15})$/.exec(Buffer.from(cursor, "base64url").toString());
+  if (!match) {
+    throw new AppError("BAD_REQUEST", `Invalid input: ${field} is not a cursor this server gave out; start again without it.`, {
+      data: { issues: [{ path: [field], message: "is not a valid cursor" }] },
+    });
+  }
+  return Number(match[1]);
+}
+
+export const jobCreateInput = z
+  .object({
+    workflow: z.string().trim().min(1, "must name a workflow").max(256, "must be at most 256 characters"),
+    params: optional(z.record(z.string(), z.unknown())).transform((p) => p ?? {}),
+    nonce: optional(z.string().max(256, "must be at most 256 characters")),
+    timeout_seconds: optional(z.number().int("must be a whole number").min(1, "must be at least 1").max(3600, "must be at most 3600")).transform(
+      (t) => t ?? 1800,
+    ),
+    headless: optional(z.boolean()),
+    start_url: optional(httpUrl),
+    viewport: optional(viewport),
+    callback_url: optional(httpUrl),
+    callback_secret: optional(z.string().min(1, "must not be empty").max(1024, "must be at most 1024 characters")),
+    skip_callbacks: optional(z.boolean()),
+    gpu: optional(z.boolean()),
+    residential_proxy: optional(z.union([z.boolean(), z.string().max(256), z.record(z.string(), z.unknown())])),
+    disable_default_proxy: optional(z.boolean()),
+    credential_id: optional(z.string().max(256)),
+  })
+  .refine((i) => (i.callback_url === undefined) === (i.callback_secret === undefined), {
+    message: "give callback_url and callback_secret together, or neither",
+    path: ["callback_secret"],
+  });
+
+const jobOutput = z.object({
+  job_id: z.uuid(),
+  deployment_id: z.string().nullable(),
+  deployment_version: z.string().nullable(),
+  workflow_id: z.string(),
+  workflow: z.string(),
+  params: z.record(z.string(), z.unknown()),
+  status: z.enum(STATUSES),
+  created_at: timestamp,
+  started_at: timestamp.nullable(),
+  completed_at: timestamp.nullable(),
+  result: z.unknown(),
+  error: z.string().nullable(),
+  mapped_stack: z.string().nullable(),
+  hosted_workflow_id: z.null(),
+  failure_class: z.enum(["timeout", "cancelled", "interrupted", "error"]).nullable(),
+  timeout_seconds: z.number(),
+  nonce: z.string().nullable(),
+  schedule_id: z.string().nullable(),
+});
+
+export function toJobOutput(row: store.JobRow): z.input<typeof jobOutput> {
+  return {
+    job_id: row.id,
+    deployment_id: row.deployment_id,
+    deployment_version: row.deployment_version,
+    workflow_id: row.workflow_id,
+    workflow: row.workflow,
+    params: JSON.parse(row.params),
+    status: row.status as (typeof STATUSES)[number],
+    created_at: row.created_at,
+    started_at: row.started_at,
+    completed_at: row.completed_at,
+    result: row.result === null ? null : JSON.parse(row.result),
+    error: row.error,
+    mapped_stack: row.mapped_stack,
+    hosted_workflow_id: null,
+    failure_class: row.failure_class as "timeout" | null,
+    timeout_seconds: row.timeout_seconds,
+    nonce: row.nonce,
+    schedule_id: row.schedule_id,
+  };
+}
+
+export const jobRoutes = [
+  defineRoute({
+    path: "/v1/jobs/create",
+    summary: "Queue a run of a workflow; it gets exactly the credentials the workflow declares.",
+    input: jobCreateInput,
+    output: z.object({ ...successMessage, job_id: z.uuid(), status: z.literal("queued") }),
+    async handler({ deps, caller }, input) {
+      const { id, workflow } = await service.createJob(deps, caller, input);
+      return { success: true as const, job_id: id, status: "queued" as const, message: `Job queued for workflow "${workflow}".` };
+    },
+  }),
+  defineRoute({
+    path: "/v1/jobs/get",
+    summary: "One job: status, result or error. Never an injected value.",
+    input: z.object({ id: jobId }),
+    output: jobOutput,
+    async handler({ deps, caller }, input) {
+      return toJobOutput(await service.getJob(deps, caller, input.id));
+    },
+  }),
+  defineRoute({
+    path: "/v1/jobs/list",
+    summary: "The tenant's jobs, newest first, with an opaque cursor.",
+    input: z.object({
+      status: optional(z.enum(STATUSES, `must be one of ${STATUSES.join(", ")}`)),
+      workflow: optional(z.string().trim().min(1).max(256)),
+      limit: optional(z.number().int().min(1, "must be at least 1").max(100, "must be at most 100")).transform((l) => l ?? 20),
+      cursor: optional(z.string().max(64)),
+    }),
+    output: z.object({
+      jobs: z.array(
+        z.object({
+          job_id: z.uuid(),
+          deployment_id: z.string().nullable(),
+          workflow_id: z.string(),
+          workflow: z.string(),
+          status: z.enum(STATUSES),
+          created_at: timestamp,
+          completed_at: timestamp.nullable(),
+        }),
+      ),
+      next_cursor: z.string().nullable(),
+    }),
+    async handler({ deps, caller }, input) {
+      const beforeSeq = input.cursor === undefined ? undefined : decodeCursor(input.cursor, "cursor");
+      const rows = await store.listJobs(deps.db, caller.tenantId, { ...input, beforeSeq, limit: input.limit + 1 });
+      const page = rows.slice(0, input.limit);
+      return {
+        jobs: page.map((r) => ({
+          job_id: r.id,
+          deployment_id: r.deployment_id,
+          workflow_id: r.workflow_id,
+          workflow: r.workflow,
+          status: r.status as (typeof STATUSES)[number],
+          created_at: r.created_at,
+          completed_at: r.completed_at,
+        })),
+        next_cursor: rows.length > input.limit ? encodeCursor(page[page.length - 1]!.seq) : null,
+      };
+    },
+  }),
+  defineRoute({
+    path: "/v1/jobs/cancel",
+    summary: "Cancel a queued or running job; 409 when it already ended.",
+    input: z.object({ id: jobId }),
+    output: z.object(successMessage),
+    async handler({ deps, caller }, input) {
+      const outcome = await service.cancelJob(deps, caller, input.id);
+      return {
+        success: true as const,
+        message: outcome === "cancelled" ? `Job ${input.id} cancelled.` : `Job ${input.id} is being cancelled; it ends within the grace period.`,
+      };
+    },
+  }),
+  defineRoute({
+    path: "/v1/logs/list",
+    summary: "Job log lines, oldest first, with a page token. Values are redacted before they are stored.",
+    input: z.object({
+      jobId: optional(jobId),
+      workflow: optional(z.string().trim().min(1).max(256)),
+      level: optional(z.enum(["info", "warn", "error"], "must be info, warn or error")),
+      pageToken: optional(z.string().max(64)),
+      limit: optional(z.number().int().min(1, "must be at least 1").max(1000, "must be at most 1000")).transform((l) => l ?? 100),
+    }),
+    output: z.object({
+      logs: z.array(z.object({ jobId: z.uuid(), workflow: z.string(), level: z.enum(["info", "warn", "error"]), message: z.string(), timestamp })),
+      nextPageToken: z.string().nullable(),
+    }),
+    async handler({ deps, caller }, input) {
+      if (input.jobId) await service.getJob(deps, caller, input.jobId);
+      const afterId = input.pageToken === undefined ? undefined : decodeCursor(input.pageToken, "pageToken");
+      const rows = await store.listJobLogs(deps.db, caller.tenantId, { ...input, afterId, limit: input.limit + 1 });
+      const page = rows.slice(0, input.limit);
+      return {
+        logs: page.map((r) => ({
+          jobId: r.job_id,
+          workflow: r.workflow,
+          level: r.level as "info",
+          message: r.message,
+          timestamp: r.timestamp,
+        })),
+        nextPageToken: rows.length > input.limit ? encodeCursor(page[page.length - 1]!.id) : null,
+      };
+    },
+  }),
+  defineRoute({
+    path: "/v1/tenant/settings",
+    summary: "Read ({}) or write the tenant's settings.",
+    input: z.object({ disable_job_failure_notifications: optional(z.boolean()) }),
+    output: z.object({
+      code_sharing_enabled: z.boolean(),
+      disable_job_failure_notifications: z.boolean(),
+      debug_notification_email: z.null(),
+    }),
+    async handler({ deps, caller }, input) {
+      if (input.disable_job_failure_notifications !== undefined) {
+        await store.writeTenantSettings(deps.db, caller.tenantId, input.disable_job_failure_notifications, deps.clock.now().toISOString());
+      }
+      const settings = await store.readTenantSettings(deps.db, caller.tenantId);
+      return {
+        code_sharing_enabled: false,
+        disable_job_failure_notifications: settings?.disable_job_failure_notifications === 1,
+        debug_notification_email: null,
+      };
+    },
+  }),
+];

@@ -1,0 +1,166 @@
+import { AppError } from "../errors";
+import type { AppDeps, Caller } from "../http/route";
+import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
+import * as store from "./store";
+
+export interface CreateJobInput {
+  workflow: string;
+  params: Record<string, unknown>;
+  nonce?: string;
+  timeout_seconds: number;
+  headless?: boolean;
+  start_url?: string;
+  viewport?: { width: number; height: number };
+  callback_url?: string;
+  callback_secret?: string;
+  skip_callbacks?: boolean;
+  gpu?: boolean;
+  residential_proxy?: unknown;
+  disable_default_proxy?: boolean;
+  credential_id?: string;
+  schedule_id?: string;
+}
+
+/** Options of the hosted service that a self-hosted server cannot honour: accepted, stored, and noted in the job log. */
+const HOSTED_ONLY: [keyof CreateJobInput, string][] = [
+  ["gpu", "GPU machines are a Libretto Cloud feature; this job runs on this server's CPU."],
+  ["residential_proxy", "Residential proxies are a Libretto Cloud feature; this job uses this server's own network."],
+  ["disable_default_proxy", "Understudy has no default proxy; disable_default_proxy changes nothing."],
+  ["credential_id", "credential_id is a Libretto Cloud option; Understudy injects the credentials the workflow declares."],
+];
+
+export function findRunnableWorkflow(deps: AppDeps, name: string) {
+  const registered = deps.workflows.get(name);
+  if (!registered) {
+    throw new AppError("NOT_FOUND", `Workflow "${name}" not found. List the deployed workflows with /v1/workflows/list.`);
+  }
+  if (!registered.definition) {
+    throw new AppError("CONFLICT", `Workflow "${name}" failed to load, so it cannot run: ${registered.error}`, {
+      data: { workflow: name },
+    });
+  }
+  return { ...registered, definition: registered.definition };
+}
+
+/**
+ * Queues a job. The references to the stored credentials it will use are
+ * written in the same transaction, so from this commit on those credentials
+ * cannot be deleted until the job ends.
+ */
+export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobInput) {
+  const workflow = findRunnableWorkflow(deps, input.workflow);
+  const { credentials: given, ...params } = input.params;
+  if (given !== undefined && !isStringRecord(given)) {
+    throw new AppError("BAD_REQUEST", "Invalid input: params.credentials must map credential names to string values.", {
+      data: { issues: [{ path: ["params", "credentials"], message: "must map credential names to string values" }] },
+    });
+  }
+  // Names are normalised like stored ones; the caller's values win over stored ones of the same name.
+  const fromCaller = given && Object.fromEntries(Object.entries(given).map(([name, value]) => [name.trim().toLowerCase(), value]));
+  const declared = workflow.definition.credentials;
+  const callerNames = fromCaller ? declared.filter((name) => name in fromCaller) : [];
+
+  const id = deps.newId();
+  const at = deps.clock.now().toISOString();
+  const options: JobOptions & Record<string, unknown> = {
+    headless: input.headless,
+    start_url: input.start_url,
+    viewport: input.viewport,
+    caller_credential_names: callerNames,
+    gpu: input.gpu,
+    residential_proxy: input.residential_proxy,
+    disable_default_proxy: input.disable_default_proxy,
+    credential_id: input.credential_id,
+  };
+  await deps.db.transaction().execute(async (trx) => {
+    const sealedParamsCredentials = fromCaller
+      ? await deps.vault.sealForTenant(trx, caller.tenantId, jobParamsCredentialsContext(id), JSON.stringify(fromCaller))
+      : null;
+    const sealedCallbackSecret = input.callback_secret
+      ? await deps.vault.sealForTenant(trx, caller.tenantId, `job/${id}/callback-secret`, input.callback_secret)
+      : null;
+    await store.insertJob(trx, {
+      id,
+      tenant_id: caller.tenantId,
+      workflow: workflow.name,
+      workflow_id: workflow.workflowId,
+      deployment_id: workflow.deploymentId,
+      deployment_version: workflow.deploymentVersion,
+      params: JSON.stringify(params),
+      sealed_params_credentials: sealedParamsCredentials,
+      status: "queued",
+      failure_class: null,
+      result: null,
+      error: null,
+      mapped_stack: null,
+      nonce: input.nonce ?? null,
+      timeout_seconds: input.timeout_seconds,
+      options: JSON.stringify(options),
+      callback_url: input.callback_url ?? null,
+      sealed_callback_secret: sealedCallbackSecret,
+      skip_callbacks: input.skip_callbacks ? 1 : 0,
+      schedule_id: input.schedule_id ?? null,
+      created_at: at,
+      started_at: null,
+      completed_at: null,
+      cancel_requested_at: null,
+    });
+    const wanted = declared.filter((name) => !callerNames.includes(name));
+    const stored = await store.findCredentialIdsByName(trx, caller.tenantId, wanted);
+    await store.insertReferences(trx, caller.tenantId, id, stored.map((c) => c.id), at);
+    const notes = HOSTED_ONLY.filter(([field]) => input[field] !== undefined && input[field] !== false && input[field] !== null);
+    await store.insertJobLogs(
+      trx,
+      notes.map(([, message]) => ({ job_id: id, tenant_id: caller.tenantId, workflow: workflow.name, level: "info", message, timestamp: at })),
+    );
+  });
+  deps.runner.wake();
+  return { id, workflow: workflow.name };
+}
+
+export async function getJob(deps: AppDeps, caller: Caller, id: string) {
+  const row = await store.findJob(deps.db, caller.tenantId, id);
+  if (!row) throw jobNotFound(id);
+  return row;
+}
+
+/**
+ * Cancels a job. Queued: ended at once, in a transaction that also releases
+ * its references. Running: its abort signal fires and the runner ends it
+ * within the grace period. Already ended: 409.
+ */
+export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Promise<"cancelled" | "cancelling"> {
+  const at = deps.clock.now().toISOString();
+  const outcome = await deps.db.transaction().execute(async (trx) => {
+    const row = await store.findJob(trx, caller.tenantId, id);
+    if (!row) throw jobNotFound(id);
+    if (row.status === "queued") {
+      await store.endJob(trx, id, ["queued"], {
+        status: "cancelled",
+        failure_class: "cancelled",
+        result: null,
+        error: "The job was cancelled before it started.",
+        mapped_stack: null,
+        completed_at: at,
+      });
+      await store.releaseJobReferences(trx, id);
+      return "cancelled" as const;
+    }
+    if (store.TERMINAL.includes(row.status as store.JobStatus)) {
+      throw new AppError("CONFLICT", `Job ${id} already ended (${row.status}); there is nothing to cancel.`, {
+        data: { status: row.status },
+      });
+    }
+    await store.requestCancel(trx, id, at);
+    return "cancelling" as const;
+  });
+  if (outcome === "cancelling") deps.runner.cancel(id);
+  return outcome;
+}
+
+export const jobNotFound = (id: string) =>
+  new AppError("NOT_FOUND", `Job ${id} not found. List this tenant's jobs with /v1/jobs/list.`);
+
+function isStringRecord(value: unknown): value is Record<string, string> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === "string");
+}

@@ -1,0 +1,155 @@
+import { sql } from "kysely";
+import type { Db } from "../store/database";
+import type { JobRow } from "../store/schema";
+
+export type JobStatus = "queued" | "starting_browser" | "running" | "completed" | "failed" | "cancelled";
+export const TERMINAL: readonly JobStatus[] = ["completed", "failed", "cancelled"];
+export const ACTIVE: readonly JobStatus[] = ["queued", "starting_browser", "running"];
+
+export type { JobRow };
+
+export type NewJob = Omit<JobRow, "seq">;
+
+export async function insertJob(db: Db, job: NewJob): Promise<void> {
+  await db.insertInto("jobs").values(job).execute();
+}
+
+export async function findJob(db: Db, tenantId: string, id: string): Promise<JobRow | undefined> {
+  return db.selectFrom("jobs").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id).executeTakeFirst();
+}
+
+export async function findJobById(db: Db, id: string): Promise<JobRow | undefined> {
+  return db.selectFrom("jobs").selectAll().where("id", "=", id).executeTakeFirst();
+}
+
+export async function listJobs(
+  db: Db,
+  tenantId: string,
+  filter: { status?: string; workflow?: string; beforeSeq?: number; limit: number },
+): Promise<JobRow[]> {
+  let query = db.selectFrom("jobs").selectAll().where("tenant_id", "=", tenantId);
+  if (filter.status) query = query.where("status", "=", filter.status);
+  if (filter.workflow) query = query.where("workflow", "=", filter.workflow);
+  if (filter.beforeSeq !== undefined) query = query.where("seq", "<", filter.beforeSeq);
+  return query.orderBy("seq", "desc").limit(filter.limit).execute();
+}
+
+/** Stored credentials of the tenant with these names: what a job will use. */
+export async function findCredentialIdsByName(db: Db, tenantId: string, names: readonly string[]) {
+  if (names.length === 0) return [];
+  return db
+    .selectFrom("credentials")
+    .select(["id", "name"])
+    .where("tenant_id", "=", tenantId)
+    .where("name", "in", names)
+    .execute();
+}
+
+export async function insertReferences(db: Db, tenantId: string, jobId: string, credentialIds: readonly string[], at: string) {
+  if (credentialIds.length === 0) return;
+  await db
+    .insertInto("job_credentials")
+    .values(credentialIds.map((credential_id) => ({ job_id: jobId, credential_id, tenant_id: tenantId, created_at: at })))
+    .onConflict((oc) => oc.doNothing())
+    .execute();
+}
+
+/** The credentials a job holds, with what is needed to open them. */
+export async function referencedCredentials(db: Db, jobId: string) {
+  return db
+    .selectFrom("job_credentials")
+    .innerJoin("credentials", "credentials.id", "job_credentials.credential_id")
+    .select(["credentials.id", "credentials.name", "credentials.version", "credentials.sealed_value"])
+    .where("job_credentials.job_id", "=", jobId)
+    .execute();
+}
+
+/** Removes a job's references: done in the transaction that ends the job. */
+export async function releaseJobReferences(db: Db, jobId: string): Promise<void> {
+  await db.deleteFrom("job_credentials").where("job_id", "=", jobId).execute();
+}
+
+/**
+ * Candidates for a claim: the `perTenant` oldest queued jobs of each tenant,
+ * with their rank inside the tenant. The runner orders them for fairness.
+ */
+export async function queuedCandidates(db: Db, perTenant: number) {
+  const result = await sql<{ id: string; tenant_id: string; seq: number; rank: number }>`
+    SELECT id, tenant_id, seq, rank FROM (
+      SELECT id, tenant_id, seq, ROW_NUMBER() OVER (PARTITION BY tenant_id ORDER BY seq) AS rank
+      FROM jobs WHERE status = 'queued'
+    ) WHERE rank <= ${perTenant}`.execute(db);
+  return result.rows;
+}
+
+/** Moves the given queued jobs to running; returns the rows that were still queued. */
+export async function markRunning(db: Db, ids: readonly string[], at: string): Promise<JobRow[]> {
+  if (ids.length === 0) return [];
+  return db
+    .updateTable("jobs")
+    .set({ status: "running", started_at: at })
+    .where("id", "in", ids)
+    .where("status", "=", "queued")
+    .returningAll()
+    .execute();
+}
+
+export interface JobEnd {
+  status: "completed" | "failed" | "cancelled";
+  failure_class: string | null;
+  result: string | null;
+  error: string | null;
+  mapped_stack: string | null;
+  completed_at: string;
+}
+
+/** Ends a job that is in one of `from`; returns false when it had already ended. */
+export async function endJob(db: Db, id: string, from: readonly JobStatus[], end: JobEnd): Promise<boolean> {
+  const result = await db.updateTable("jobs").set(end).where("id", "=", id).where("status", "in", from).executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
+}
+
+export async function requestCancel(db: Db, id: string, at: string): Promise<void> {
+  await db.updateTable("jobs").set({ cancel_requested_at: at }).where("id", "=", id).where("cancel_requested_at", "is", null).execute();
+}
+
+/** Jobs a crash left running (or starting). */
+export async function orphanedJobIds(db: Db): Promise<string[]> {
+  const rows = await db.selectFrom("jobs").select("id").where("status", "in", ["running", "starting_browser"]).execute();
+  return rows.map((r) => r.id);
+}
+
+export async function insertJobLogs(
+  db: Db,
+  lines: { job_id: string; tenant_id: string; workflow: string; level: string; message: string; timestamp: string }[],
+): Promise<void> {
+  if (lines.length === 0) return;
+  await db.insertInto("job_logs").values(lines).execute();
+}
+
+export async function listJobLogs(
+  db: Db,
+  tenantId: string,
+  filter: { jobId?: string; workflow?: string; level?: string; afterId?: number; limit: number },
+) {
+  let query = db.selectFrom("job_logs").selectAll().where("tenant_id", "=", tenantId);
+  if (filter.jobId) query = query.where("job_id", "=", filter.jobId);
+  if (filter.workflow) query = query.where("workflow", "=", filter.workflow);
+  if (filter.level) query = query.where("level", "=", filter.level);
+  if (filter.afterId !== undefined) query = query.where("id", ">", filter.afterId);
+  return query.orderBy("id", "asc").limit(filter.limit).execute();
+}
+
+export async function readTenantSettings(db: Db, tenantId: string) {
+  return db.selectFrom("tenant_settings").selectAll().where("tenant_id", "=", tenantId).executeTakeFirst();
+}
+
+export async function writeTenantSettings(db: Db, tenantId: string, disableJobFailureNotifications: boolean, at: string) {
+  await db
+    .insertInto("tenant_settings")
+    .values({ tenant_id: tenantId, disable_job_failure_notifications: disableJobFailureNotifications ? 1 : 0, updated_at: at })
+    .onConflict((oc) =>
+      oc.column("tenant_id").doUpdateSet({ disable_job_failure_notifications: disableJobFailureNotifications ? 1 : 0, updated_at: at }),
+    )
+    .execute();
+}

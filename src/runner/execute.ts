@@ -1,0 +1,201 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import { format } from "node:util";
+import { createLazyBrowser, type BrowserOptions } from "../browser/browser";
+import type { WorkflowContext, WorkflowDefinition } from "../workflows/define";
+import { LogRedactionBuffer, Redactor, type Secret } from "./redactor";
+
+export type LogLevel = "info" | "warn" | "error";
+
+export type FailureClass = "timeout" | "cancelled" | "interrupted" | "error";
+
+/** Why a run was stopped from outside; decides how it ends. */
+export type StopReason = "cancelled" | "interrupted";
+
+export interface ExecuteOptions {
+  definition: WorkflowDefinition;
+  /** The params, checked against the workflow's input schema before the handler runs. */
+  params: Record<string, unknown>;
+  /** Injected values by declared name; undefined: the input gets no `credentials` key. */
+  credentials: Record<string, string> | undefined;
+  /** Every value to keep out of logs, errors and the result (injected ones, and any other). */
+  secrets: Secret[];
+  session: string;
+  timeoutMs: number;
+  /** How long a handler that ignores its abort signal gets before the run ends anyway. */
+  graceMs: number;
+  maxResultBytes: number;
+  browser: BrowserOptions;
+  /** Aborted from outside (cancel, shutdown); the reason is a StopReason. */
+  stop?: AbortSignal;
+  /** Receives each log line, already redacted. */
+  log(level: LogLevel, message: string): void;
+  /** Called when the handler starts (after input validation), for start-delay measurements. */
+  onHandlerStart?(): void;
+}
+
+export type ExecuteOutcome =
+  | { status: "completed"; result: unknown }
+  | { status: "failed" | "cancelled"; failureClass: FailureClass; error: string; mappedStack: string | null };
+
+// console.* inside a handler belongs to that handler's job: the active job is
+// found through async context, so concurrent jobs never mix their lines.
+const activeJob = new AsyncLocalStorage<(level: LogLevel, message: string) => void>();
+let consoleCaptured = false;
+
+function captureConsole() {
+  if (consoleCaptured) return;
+  consoleCaptured = true;
+  const methods: ["log" | "info" | "debug" | "warn" | "error", LogLevel][] = [
+    ["log", "info"],
+    ["info", "info"],
+    ["debug", "info"],
+    ["warn", "warn"],
+    ["error", "error"],
+  ];
+  for (const [method, level] of methods) {
+    const original = (console[method] as (...args: unknown[]) => void).bind(console);
+    (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      const sink = activeJob.getStore();
+      if (sink) sink(level, format(...args));
+      else original(...args);
+    };
+  }
+}
+
+/**
+ * Runs one workflow handler to an outcome, with no database: the runner and
+ * `understudy run` both use it. Whatever the handler does, this returns within
+ * timeout + grace; the browser, if one was started, is closed before it does.
+ */
+export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteOutcome> {
+  captureConsole();
+  const redactor = new Redactor(options.secrets);
+  const buffer = new LogRedactionBuffer(redactor, (level, message) => options.log(level, message));
+  const write = (level: LogLevel, message: string) => buffer.push(level, message);
+  const abort = new AbortController();
+  const browser = createLazyBrowser(options.browser, abort.signal);
+
+  let stoppedBy: "timeout" | StopReason | undefined;
+  const stopWith = (reason: "timeout" | StopReason) => {
+    if (stoppedBy) return;
+    stoppedBy = reason;
+    abort.abort(reason);
+  };
+  const onStop = () => stopWith((options.stop?.reason as StopReason) === "interrupted" ? "interrupted" : "cancelled");
+  if (options.stop?.aborted) onStop();
+  options.stop?.addEventListener("abort", onStop, { once: true });
+  const timer = setTimeout(() => stopWith("timeout"), options.timeoutMs);
+
+  const fail = (failureClass: FailureClass, error: string, stack: string | null = null): ExecuteOutcome => ({
+    status: failureClass === "cancelled" ? "cancelled" : "failed",
+    failureClass,
+    error: redactor.redact(error),
+    mappedStack: stack === null ? null : redactor.redact(stack),
+  });
+
+  try {
+    if (abort.signal.aborted) return stoppedOutcome(stoppedBy!, options, fail);
+
+    let params: unknown = options.params;
+    if (options.definition.input) {
+      const parsed = options.definition.input.safeParse(options.params);
+      if (!parsed.success) {
+        const fields = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(input)"}: ${i.message}`).join("; ");
+        return fail("error", `Invalid input for workflow "${options.definition.name}": ${fields}`);
+      }
+      params = parsed.data;
+    }
+    const input = options.credentials ? { ...(params as object), credentials: options.credentials } : params;
+
+    const ctx: WorkflowContext = {
+      get page() {
+        return browser.page;
+      },
+      session: options.session,
+      signal: abort.signal,
+      log: {
+        info: (...args) => write("info", format(...args)),
+        warn: (...args) => write("warn", format(...args)),
+        error: (...args) => write("error", format(...args)),
+      },
+    };
+
+    options.onHandlerStart?.();
+    const handlerRun = activeJob.run(write, () => Promise.resolve().then(() => options.definition.handler(ctx, input)));
+    // The handler is raced against the abort signal plus the grace period: a
+    // handler that ignores its signal is left behind, and the run still ends.
+    const stopped = new Promise<"stopped">((resolve) => {
+      abort.signal.addEventListener("abort", () => setTimeout(() => resolve("stopped"), options.graceMs), { once: true });
+    });
+    let settled: { ok: true; value: unknown } | { ok: false; error: unknown } | "stopped";
+    settled = await Promise.race([
+      handlerRun.then(
+        (value) => ({ ok: true as const, value }),
+        (error) => ({ ok: false as const, error }),
+      ),
+      stopped,
+    ]);
+    if (stoppedBy) return stoppedOutcome(stoppedBy, options, fail);
+    if (settled === "stopped") return stoppedOutcome("cancelled", options, fail);
+    if (!settled.ok) {
+      const error = settled.error;
+      if (error instanceof Error) return fail("error", error.message || error.name, error.stack ?? null);
+      return fail("error", `The handler threw a non-error value: ${safeString(error)}`);
+    }
+    return finishResult(settled.value, options, redactor, fail);
+  } catch (error) {
+    // Only our own code runs here (browser start, input parsing); report it as the job's error.
+    return fail("error", error instanceof Error ? error.message : String(error), error instanceof Error ? (error.stack ?? null) : null);
+  } finally {
+    clearTimeout(timer);
+    options.stop?.removeEventListener("abort", onStop);
+    if (!abort.signal.aborted) abort.abort("finished");
+    await browser.close().catch(() => {});
+    buffer.flush();
+  }
+}
+
+function stoppedOutcome(
+  reason: "timeout" | StopReason,
+  options: ExecuteOptions,
+  fail: (c: FailureClass, e: string) => ExecuteOutcome,
+): ExecuteOutcome {
+  switch (reason) {
+    case "timeout":
+      return fail("timeout", `The job timed out after ${Math.round(options.timeoutMs / 1000)} s (timeout_seconds).`);
+    case "cancelled":
+      return fail("cancelled", "The job was cancelled.");
+    case "interrupted":
+      return fail("interrupted", "The server shut down while the job was running.");
+  }
+}
+
+function finishResult(
+  value: unknown,
+  options: ExecuteOptions,
+  redactor: Redactor,
+  fail: (c: FailureClass, e: string) => ExecuteOutcome,
+): ExecuteOutcome {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value === undefined ? null : value);
+  } catch (error) {
+    return fail("error", `The handler's return value is not JSON: ${error instanceof Error ? error.message : "cannot serialise"}.`);
+  }
+  if (json === undefined) json = "null";
+  const bytes = Buffer.byteLength(json);
+  if (bytes > options.maxResultBytes) {
+    return fail("error", `The handler's return value is ${bytes} bytes of JSON; the limit is ${options.maxResultBytes} bytes (UNDERSTUDY_MAX_RESULT_BYTES).`);
+  }
+  // A value the handler returns is redacted like a log line: the job row never holds one.
+  const redacted = redactor.redact(json);
+  return { status: "completed", result: redacted === json ? JSON.parse(json) : JSON.parse(redacted) };
+}
+
+function safeString(value: unknown): string {
+  try {
+    return typeof value === "string" ? value : JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

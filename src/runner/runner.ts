@@ -1,0 +1,370 @@
+import { recordAuditEvent } from "../audit/store";
+import type { Clock } from "../clock";
+import type { Config } from "../config";
+import { openStoredValue } from "../credentials/service";
+import * as jobs from "../jobs/store";
+import type { Logger } from "../log";
+import type { Db } from "../store/database";
+import type { Vault } from "../vault/vault";
+import type { WorkflowRegistry } from "../workflows/registry";
+import { executeWorkflow, type ExecuteOutcome, type LogLevel, type StopReason } from "./execute";
+import type { Secret } from "./redactor";
+
+export interface RunnerDeps {
+  db: Db;
+  vault: Vault;
+  workflows: WorkflowRegistry;
+  config: Pick<Config, "jobs" | "chromiumPath">;
+  clock: Clock;
+  log: Logger;
+}
+
+/** The options a job row keeps as JSON (see jobs/service.ts). */
+export interface JobOptions {
+  headless?: boolean;
+  start_url?: string;
+  viewport?: { width: number; height: number };
+  /** Names the caller gave in params.credentials: those stored credentials are not needed. */
+  caller_credential_names?: string[];
+}
+
+export const jobParamsCredentialsContext = (jobId: string) => `job/${jobId}/params-credentials`;
+
+interface RunningJob {
+  tenantId: string;
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * The in-process job runner: a small loop that claims queued jobs, runs each
+ * with its declared credentials, and ends it.
+ *
+ * Invariant: a job this runner claimed (status running) is always ended by it
+ * (completed, failed or cancelled) in a transaction that also releases the
+ * job's credential references; only a crash breaks that, and
+ * recoverInterrupted() ends such jobs at the next start.
+ */
+export class Runner {
+  readonly #deps: RunnerDeps;
+  readonly #running = new Map<string, RunningJob>();
+  #ticking = false;
+  #again = false;
+  #stopping = false;
+  #poll: ReturnType<typeof setInterval> | undefined;
+  /** The most jobs ever running at once: tests check the limit with it. */
+  maxObservedConcurrency = 0;
+  /** Called when a job's handler starts (for start-delay benchmarks). */
+  onHandlerStart: ((jobId: string) => void) | undefined;
+
+  constructor(deps: RunnerDeps) {
+    this.#deps = deps;
+  }
+
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  /**
+   * Ends every job a previous process left running: browser automation is not
+   * idempotent, so such a job fails as interrupted instead of being retried.
+   */
+  async recoverInterrupted(): Promise<number> {
+    const { db, clock } = this.#deps;
+    return db.transaction().execute(async (trx) => {
+      const ids = await jobs.orphanedJobIds(trx);
+      const at = clock.now().toISOString();
+      for (const id of ids) {
+        await jobs.endJob(trx, id, ["running", "starting_browser"], {
+          status: "failed",
+          failure_class: "interrupted",
+          result: null,
+          error: "The server stopped while this job was running. It was not retried: browser automation is not idempotent.",
+          mapped_stack: null,
+          completed_at: at,
+        });
+        await jobs.releaseJobReferences(trx, id);
+      }
+      if (ids.length > 0) this.#deps.log.log("warn", "ended jobs interrupted by a previous stop", { count: ids.length });
+      return ids.length;
+    });
+  }
+
+  start(): void {
+    this.#poll = setInterval(() => this.wake(), this.#deps.config.jobs.pollMs);
+    this.wake();
+  }
+
+  /** Something may be queued: claim what the free slots allow. */
+  wake(): void {
+    if (this.#stopping) return;
+    if (this.#ticking) {
+      this.#again = true;
+      return;
+    }
+    this.#ticking = true;
+    void this.#tick().finally(() => {
+      this.#ticking = false;
+    });
+  }
+
+  /** Fires the abort signal of a job running here; false if it is not running here. */
+  cancel(jobId: string): boolean {
+    const job = this.#running.get(jobId);
+    if (!job) return false;
+    job.abort.abort("cancelled" satisfies StopReason);
+    return true;
+  }
+
+  /**
+   * Stops claiming, lets running jobs finish until the shutdown deadline, then
+   * ends the rest as interrupted (each still within its grace period).
+   */
+  async shutdown(): Promise<void> {
+    this.#stopping = true;
+    clearInterval(this.#poll);
+    const all = () => Promise.all([...this.#running.values()].map((j) => j.done));
+    const deadline = this.#deps.config.jobs.shutdownGraceMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      all().then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), deadline))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      for (const job of this.#running.values()) job.abort.abort("interrupted" satisfies StopReason);
+      await all();
+    }
+  }
+
+  async #tick(): Promise<void> {
+    try {
+      do {
+        this.#again = false;
+        const free = this.#deps.config.jobs.concurrency - this.#running.size;
+        if (free <= 0 || this.#stopping) return;
+        const claimed = await this.#claim(free);
+        if (claimed.length === free) this.#again = true;
+      } while (this.#again && !this.#stopping);
+    } catch (error) {
+      this.#deps.log.log("error", "job claim failed", { error: error instanceof Error ? error.message : String(error) });
+    }
+  }
+
+  /**
+   * Claims up to `free` queued jobs in one transaction, fairly: each tenant's
+   * queue is ranked, and a job's turn is its rank plus the jobs its tenant
+   * already has running, so one tenant's thousand queued jobs do not starve
+   * another's one.
+   */
+  async #claim(free: number): Promise<jobs.JobRow[]> {
+    const { db, clock } = this.#deps;
+    return db.transaction().execute(async (trx) => {
+      const candidates = await jobs.queuedCandidates(trx, free);
+      if (candidates.length === 0) return [];
+      const runningByTenant = new Map<string, number>();
+      for (const job of this.#running.values()) runningByTenant.set(job.tenantId, (runningByTenant.get(job.tenantId) ?? 0) + 1);
+      const turn = (c: { tenant_id: string; rank: number }) => c.rank + (runningByTenant.get(c.tenant_id) ?? 0);
+      const chosen = candidates.sort((a, b) => turn(a) - turn(b) || a.seq - b.seq).slice(0, free);
+      const at = clock.now().toISOString();
+      const rows = await jobs.markRunning(
+        trx,
+        chosen.map((c) => c.id),
+        at,
+      );
+      for (const row of rows) {
+        // A credential stored after the job was queued is used too: its
+        // reference is taken here, in the claim, before any value is read.
+        const definition = this.#deps.workflows.get(row.workflow)?.definition;
+        const options = JSON.parse(row.options) as JobOptions;
+        const wanted = (definition?.credentials ?? []).filter((name) => !options.caller_credential_names?.includes(name));
+        const stored = await jobs.findCredentialIdsByName(trx, row.tenant_id, wanted);
+        await jobs.insertReferences(trx, row.tenant_id, row.id, stored.map((c) => c.id), at);
+      }
+      // Registered before the claim commits, so a cancel that waits on this
+      // transaction always finds the job's abort controller.
+      for (const row of rows) {
+        const abort = new AbortController();
+        const job: RunningJob = { tenantId: row.tenant_id, abort, done: Promise.resolve() };
+        this.#running.set(row.id, job);
+        this.maxObservedConcurrency = Math.max(this.maxObservedConcurrency, this.#running.size);
+        job.done = Promise.resolve().then(() => this.#run(row, abort));
+      }
+      return rows;
+    });
+  }
+
+  async #run(row: jobs.JobRow, abort: AbortController): Promise<void> {
+    const { db, clock, log } = this.#deps;
+    const logs = new JobLogWriter(db, row, clock);
+    let outcome: ExecuteOutcome;
+    try {
+      outcome = await this.#execute(row, abort, logs);
+    } catch (error) {
+      // Our own failure (e.g. a value failed its integrity check): the job
+      // fails with a message that quotes nothing of the data.
+      log.log("error", "job failed inside the runner", { job_id: row.id, error: error instanceof Error ? error.name : "error" });
+      outcome = {
+        status: "failed",
+        failureClass: "error",
+        error: error instanceof RunnerError ? error.message : "The runner could not start this job; the server log has the detail.",
+        mappedStack: null,
+      };
+    }
+    try {
+      await logs.close();
+      await db.transaction().execute(async (trx) => {
+        await jobs.endJob(trx, row.id, ["running", "starting_browser"], {
+          status: outcome.status,
+          failure_class: outcome.status === "completed" ? null : outcome.failureClass,
+          result: outcome.status === "completed" ? JSON.stringify(outcome.result) : null,
+          error: outcome.status === "completed" ? null : outcome.error,
+          mapped_stack: outcome.status === "completed" ? null : outcome.mappedStack,
+          completed_at: clock.now().toISOString(),
+        });
+        await jobs.releaseJobReferences(trx, row.id);
+      });
+    } catch (error) {
+      log.log("error", "could not record the end of a job", { job_id: row.id, error: error instanceof Error ? error.message : "error" });
+    } finally {
+      this.#running.delete(row.id);
+      this.wake();
+    }
+  }
+
+  async #execute(row: jobs.JobRow, abort: AbortController, logs: JobLogWriter): Promise<ExecuteOutcome> {
+    const { db, vault, workflows, config } = this.#deps;
+    const registered = workflows.get(row.workflow);
+    if (!registered?.definition) {
+      throw new RunnerError(
+        registered ? `Workflow "${row.workflow}" failed to load: ${registered.error}` : `Workflow "${row.workflow}" is no longer loaded on this server.`,
+      );
+    }
+    const definition = registered.definition;
+    const options = JSON.parse(row.options) as JobOptions;
+    let params = JSON.parse(row.params) as Record<string, unknown>;
+
+    // Decrypted as late as possible: here, just before the handler runs.
+    let fromCaller: Record<string, string> | undefined;
+    if (row.sealed_params_credentials) {
+      fromCaller = JSON.parse(await vault.openForTenant(db, row.tenant_id, jobParamsCredentialsContext(row.id), row.sealed_params_credentials));
+    }
+    const secrets: Secret[] = Object.entries(fromCaller ?? {}).map(([name, value]) => ({ name, value }));
+    let credentials: Record<string, string> | undefined;
+    if (definition.credentials.length === 0) {
+      // Nothing declared: params pass through untouched, a caller's credentials key included.
+      if (fromCaller) params = { ...params, credentials: fromCaller };
+    } else {
+      const injected: Record<string, string> = {};
+      const stored = await jobs.referencedCredentials(db, row.id);
+      const used: { id: string; name: string; version: number }[] = [];
+      for (const name of definition.credentials) {
+        const given = fromCaller?.[name];
+        if (given !== undefined) {
+          injected[name] = given;
+          continue;
+        }
+        const credential = stored.find((c) => c.name === name);
+        if (!credential) continue;
+        const value = await openStoredValue({ vault }, db, row.tenant_id, credential).catch(() => {
+          throw new RunnerError(`The stored value of credential "${name}" failed its integrity check; set it again, then rerun the job.`);
+        });
+        injected[name] = value;
+        secrets.push({ name, value });
+        used.push(credential);
+      }
+      const missing = definition.credentials.filter((name) => !(name in injected));
+      if (missing.length > 0) logs.push("warn", `Declared credentials not found, so not injected: ${missing.join(", ")}.`);
+      if (Object.keys(injected).length > 0) credentials = injected;
+      await this.#auditInjection(row, used);
+    }
+
+    return executeWorkflow({
+      definition,
+      params,
+      credentials,
+      secrets,
+      session: row.id,
+      timeoutMs: row.timeout_seconds * 1000,
+      graceMs: config.jobs.graceMs,
+      maxResultBytes: config.jobs.maxResultBytes,
+      browser: {
+        headless: options.headless ?? true,
+        startUrl: options.start_url ?? definition.startUrl,
+        viewport: options.viewport ?? definition.viewport,
+        chromiumPath: config.chromiumPath,
+      },
+      stop: abort.signal,
+      log: (level, message) => logs.push(level, message),
+      onHandlerStart: () => this.onHandlerStart?.(row.id),
+    });
+  }
+
+  async #auditInjection(row: jobs.JobRow, used: { id: string; name: string; version: number }[]) {
+    if (used.length === 0) return;
+    const at = this.#deps.clock.now().toISOString();
+    await this.#deps.db.transaction().execute(async (trx) => {
+      for (const c of used) {
+        await recordAuditEvent(trx, {
+          at,
+          tenantId: row.tenant_id,
+          apiKeyId: null,
+          action: "credential.inject",
+          outcome: "success",
+          credentialId: c.id,
+          credentialName: c.name,
+          detail: JSON.stringify({ job_id: row.id, version: c.version }),
+        });
+      }
+    });
+  }
+}
+
+/** A failure of the runner's own that is safe to show as the job's error. */
+class RunnerError extends Error {}
+
+/**
+ * Buffers a job's (already redacted) log lines and writes them in batches:
+ * one insert per tick of the event loop instead of one per line.
+ */
+class JobLogWriter {
+  #pending: { job_id: string; tenant_id: string; workflow: string; level: string; message: string; timestamp: string }[] = [];
+  #flushing: Promise<void> = Promise.resolve();
+  #scheduled = false;
+  #closed = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly row: jobs.JobRow,
+    private readonly clock: Clock,
+  ) {}
+
+  push(level: LogLevel, message: string) {
+    // A handler left behind after its job ended (it ignored its signal) writes nowhere.
+    if (this.#closed) return;
+    this.#pending.push({
+      job_id: this.row.id,
+      tenant_id: this.row.tenant_id,
+      workflow: this.row.workflow,
+      level,
+      message,
+      timestamp: this.clock.now().toISOString(),
+    });
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setTimeout(() => void this.#flush(), 0);
+    }
+  }
+
+  #flush(): Promise<void> {
+    this.#scheduled = false;
+    const lines = this.#pending.splice(0);
+    this.#flushing = this.#flushing.then(() => jobs.insertJobLogs(this.db, lines)).catch(() => {});
+    return this.#flushing;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#flush();
+  }
+}
