@@ -33,6 +33,9 @@ export const WORKFLOW_FILE = /\.(ts|mts|js|mjs)$/;
  * named). `fresh` drops the cached module first, so an edited file reloads.
  */
 export async function loadWorkflowFile(path: string, options: { fresh?: boolean } = {}): Promise<WorkflowDefinition[]> {
+  if (!isBun) {
+    throw new Error("Workflow files are loaded only under Bun (the understudy binary, or npm start); this server runs under Node.");
+  }
   registerWorkflowModules();
   // Bun keys its module cache by path and ignores a query string; deleting
   // the require.cache entry is what makes it read the file again (measured).
