@@ -20,10 +20,14 @@ const io: Io = {
     }),
 };
 
+let code: number;
 try {
-  process.exitCode = await runCli(process.argv.slice(2), io);
+  code = await runCli(process.argv.slice(2), io);
 } catch (error) {
   // A bug: say so without a stack that might quote data.
   process.stderr.write(`understudy: unexpected error: ${error instanceof Error ? `${error.name}: ${error.message}` : "unknown"}\n`);
-  process.exitCode = 1;
+  code = 1;
 }
+// Exit explicitly: a workflow handler left behind after its run ended (it
+// ignored its abort signal) must not keep the process alive.
+process.exit(code);

@@ -85,6 +85,7 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
   if (options.stop?.aborted) onStop();
   options.stop?.addEventListener("abort", onStop, { once: true });
   const timer = setTimeout(() => stopWith("timeout"), options.timeoutMs);
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
 
   const fail = (failureClass: FailureClass, error: string, stack: string | null = null): ExecuteOutcome => ({
     status: failureClass === "cancelled" ? "cancelled" : "failed",
@@ -125,7 +126,7 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
     // The handler is raced against the abort signal plus the grace period: a
     // handler that ignores its signal is left behind, and the run still ends.
     const stopped = new Promise<"stopped">((resolve) => {
-      abort.signal.addEventListener("abort", () => setTimeout(() => resolve("stopped"), options.graceMs), { once: true });
+      abort.signal.addEventListener("abort", () => (graceTimer = setTimeout(() => resolve("stopped"), options.graceMs)), { once: true });
     });
     let settled: { ok: true; value: unknown } | { ok: false; error: unknown } | "stopped";
     settled = await Promise.race([
@@ -150,6 +151,7 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
     clearTimeout(timer);
     options.stop?.removeEventListener("abort", onStop);
     if (!abort.signal.aborted) abort.abort("finished");
+    clearTimeout(graceTimer);
     await browser.close().catch(() => {});
     buffer.flush();
   }

@@ -1,0 +1,286 @@
+import { describe, expect, test } from "bun:test";
+import { LogRedactionBuffer, Redactor, type Secret } from "../../src/runner/redactor";
+
+type Level = "info" | "warn" | "error";
+
+/** The encodings a secret must never appear in, computed here independently of the redactor. */
+function encodingsOf(value: string): Record<string, string> {
+  const base64 = Buffer.from(value, "utf8").toString("base64");
+  const base64url = base64.replace(/\+/g, "-").replace(/\//g, "_");
+  return {
+    exact: value,
+    base64,
+    "base64 without padding": base64.replace(/=+$/, ""),
+    "base64url without padding": base64url.replace(/=+$/, ""),
+    "base64url with padding": base64url,
+    "URL-encoded": encodeURIComponent(value),
+    "form-encoded (+ for space)": encodeURIComponent(value).replace(/%20/g, "+"),
+    "form-encoded (URLSearchParams)": new URLSearchParams({ v: value }).toString().slice(2),
+    "JSON-escaped": JSON.stringify(value).slice(1, -1),
+  };
+}
+
+function collect(redactor: Redactor) {
+  const emitted: { level: Level; message: string }[] = [];
+  const buffer = new LogRedactionBuffer(redactor, (level, message) => emitted.push({ level, message }));
+  return { buffer, emitted, messages: () => emitted.map((e) => e.message) };
+}
+
+/** Parts of text outside the placeholders: a secret form must not appear in any of them. */
+function unredactedParts(text: string): string[] {
+  return text.split(/\[REDACTED:[^\]]*\]/);
+}
+
+describe("Redactor", () => {
+  // Chosen so every encoding differs from the value and from each other: a
+  // space, +, /, quotes, a backslash, a newline, ! and non-ASCII.
+  const value = 'p@ss w/rd+"q"\\é€\n(1)?>!';
+  const redactor = new Redactor([{ name: "password", value }]);
+
+  for (const [encoding, form] of Object.entries(encodingsOf(value))) {
+    test(`redacts the ${encoding} form`, () => {
+      expect(redactor.redact(`before ${form} after`)).toBe("before [REDACTED:password] after");
+      expect(redactor.redact(`${form}${form}`)).toBe("[REDACTED:password][REDACTED:password]");
+    });
+  }
+
+  test("the encodings of the test value are all distinct, so each case above tests its own form", () => {
+    const forms = Object.values(encodingsOf(value));
+    expect(new Set(forms).size).toBe(forms.length);
+  });
+
+  test("redacts every occurrence, in errors and multi-line text alike", () => {
+    const text = `a ${value} b ${encodeURIComponent(value)}\nc ${Buffer.from(value).toString("base64")}`;
+    expect(redactor.redact(text)).toBe("a [REDACTED:password] b [REDACTED:password]\nc [REDACTED:password]");
+  });
+
+  test("values shorter than 4 characters (after trimming) are not redacted", () => {
+    const short = new Redactor([
+      { name: "a", value: "abc" },
+      { name: "b", value: "  ab  " },
+      { name: "c", value: "" },
+      { name: "d", value: "   \n  " },
+    ]);
+    expect(short.active).toBe(false);
+    const text = "abc ab   \n  the abc of it";
+    expect(short.redact(text)).toBe(text);
+    expect(new Redactor([]).active).toBe(false);
+    const four = new Redactor([{ name: "pin", value: "4711" }]);
+    expect(four.active).toBe(true);
+    expect(four.redact("pin 4711")).toBe("pin [REDACTED:pin]");
+  });
+
+  test("leaves ordinary text alone", () => {
+    const secrets = new Redactor([
+      { name: "token", value: "sk_live_9f8e7d6c5b4a" },
+      { name: "password", value: "correct horse battery staple" },
+    ]);
+    const ordinary = [
+      "Logged in as alice; opening https://example.com/dashboard?x=1&y=2",
+      "correct horse, battery and staple are four words",
+      "sk_live_ is a prefix; 9f8e7d6c5b4 is one character short",
+      '{"ok":true,"items":[1,2,3]} base64: c2tfbGl2ZV85ZjhlN2Q2YzVi',
+      "",
+    ];
+    for (const text of ordinary) expect(secrets.redact(text)).toBe(text);
+  });
+
+  test("a secret inside a longer one: the longer wins, the shorter is redacted on its own", () => {
+    const r = new Redactor([
+      { name: "short", value: "password" },
+      { name: "long", value: "password123" },
+    ]);
+    expect(r.redact("x password123 y password z")).toBe("x [REDACTED:long] y [REDACTED:short] z");
+  });
+
+  test("partly overlapping secrets are both covered, leaving no fragment", () => {
+    const r = new Redactor([
+      { name: "a", value: "abcdefgh" },
+      { name: "b", value: "efghijkl" },
+    ]);
+    expect(r.redact("xx abcdefghijkl yy")).toBe("xx [REDACTED:a][REDACTED:b] yy");
+    expect(r.redact("xx efghijkl abcdefgh yy")).toBe("xx [REDACTED:b] [REDACTED:a] yy");
+    // A value overlapping itself is one stretch.
+    const repeated = new Redactor([{ name: "r", value: "abab" }]);
+    expect(repeated.redact("-ababab-")).toBe("-[REDACTED:r]-");
+  });
+
+  test("one value under two names is redacted as the first", () => {
+    const r = new Redactor([
+      { name: "first", value: "same-value" },
+      { name: "second", value: "same-value" },
+    ]);
+    expect(r.redact("same-value")).toBe("[REDACTED:first]");
+  });
+
+  test("characters that mean something in a regex are matched literally", () => {
+    const r = new Redactor([{ name: "re", value: ".*+?^${}()|[]\\/" }]);
+    expect(r.redact("anything at all")).toBe("anything at all");
+    expect(r.redact("x .*+?^${}()|[]\\/ y")).toBe("x [REDACTED:re] y");
+  });
+});
+
+describe("LogRedactionBuffer", () => {
+  const token = "tok_4f9a2c7e1b";
+  const redactor = new Redactor([{ name: "token", value: token }]);
+
+  test("holds the latest write until the next one or flush, keeping order and levels", () => {
+    const { buffer, emitted } = collect(redactor);
+    buffer.push("info", "one");
+    expect(emitted).toEqual([]);
+    buffer.push("warn", `two ${token}`);
+    expect(emitted).toEqual([{ level: "info", message: "one" }]);
+    buffer.push("error", "three");
+    buffer.flush();
+    expect(emitted).toEqual([
+      { level: "info", message: "one" },
+      { level: "warn", message: "two [REDACTED:token]" },
+      { level: "error", message: "three" },
+    ]);
+    buffer.flush();
+    expect(emitted.length).toBe(3);
+  });
+
+  test("with nothing to redact, writes pass straight through", () => {
+    const { buffer, emitted } = collect(new Redactor([{ name: "short", value: "abc" }]));
+    buffer.push("info", "abc");
+    expect(emitted).toEqual([{ level: "info", message: "abc" }]);
+  });
+
+  test("a value split across two writes, at every split point: both sides become the placeholder", () => {
+    for (let at = 1; at < token.length; at++) {
+      const { buffer, messages } = collect(redactor);
+      buffer.push("info", `token is ${token.slice(0, at)}`);
+      buffer.push("info", `${token.slice(at)} (end)`);
+      buffer.flush();
+      expect({ at, messages: messages() }).toEqual({ at, messages: ["token is [REDACTED:token]", "[REDACTED:token] (end)"] });
+    }
+  });
+
+  test("a base64 form split across two writes, at every split point", () => {
+    const base64 = Buffer.from(token).toString("base64");
+    for (let at = 1; at < base64.length; at++) {
+      const { buffer, messages } = collect(redactor);
+      buffer.push("info", `Authorization: Bearer ${base64.slice(0, at)}`);
+      buffer.push("info", base64.slice(at));
+      buffer.flush();
+      expect({ at, messages: messages() }).toEqual({ at, messages: ["Authorization: Bearer [REDACTED:token]", "[REDACTED:token]"] });
+    }
+  });
+
+  test("a write that continues one secret and starts another is redacted at both ends", () => {
+    const { buffer, messages } = collect(redactor);
+    buffer.push("info", `a ${token.slice(0, 4)}`);
+    buffer.push("info", `${token.slice(4)} b ${token.slice(0, 9)}`);
+    buffer.push("info", `${token.slice(9)} c`);
+    buffer.flush();
+    expect(messages()).toEqual(["a [REDACTED:token]", "[REDACTED:token] b [REDACTED:token]", "[REDACTED:token] c"]);
+  });
+
+  test("consecutive ordinary writes are not joined into a false match", () => {
+    const { buffer, messages } = collect(redactor);
+    const lines = ["tok_", "4f9a", "opening the page", "tok_4f9a2c7e1", "c"];
+    for (const line of lines) buffer.push("info", line);
+    buffer.flush();
+    expect(messages()).toEqual(lines);
+  });
+});
+
+// A small seeded generator (mulberry32), so a failure can be replayed from its seed.
+function random(seed: number) {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (min: number, max: number) => min + Math.floor(next() * (max - min + 1));
+  const pick = <T>(items: readonly T[]): T => items[int(0, items.length - 1)]!;
+  const string = (alphabet: string, min: number, max: number) => {
+    const chars = [...alphabet];
+    return Array.from({ length: int(min, max) }, () => pick(chars)).join("");
+  };
+  return { next, int, pick, string };
+}
+
+describe("property: no listed form of any secret survives", () => {
+  // No [ or ]: those delimit placeholders in the check.
+  const SECRET_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGH0123456789 +/=&%?#\"'\\\n\té€😀-_.~!";
+  const FILLER_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 :,.-=/\n";
+
+  function secretsFor(rng: ReturnType<typeof random>): Secret[] {
+    const secrets: Secret[] = [];
+    const count = rng.int(1, 3);
+    for (let i = 0; i < count; i++) {
+      const previous = secrets[secrets.length - 1];
+      // Sometimes overlap the previous secret (share its end as a start), or contain it.
+      const roll = rng.next();
+      let value = rng.string(SECRET_CHARS, 4, 20);
+      if (previous && roll < 0.25) value = [...previous.value].slice(-rng.int(1, 4)).join("") + value;
+      else if (previous && roll < 0.4) value = rng.string(SECRET_CHARS, 1, 5) + previous.value + rng.string(SECRET_CHARS, 0, 5);
+      // Shorter values (after trimming) are deliberately not redacted; see the test above.
+      if (value.trim().length < 4) value += rng.string("abcd", 4, 4);
+      secrets.push({ name: `s${i}`, value });
+    }
+    return secrets;
+  }
+
+  test("one text, redacted whole", () => {
+    for (let seed = 1; seed <= 400; seed++) {
+      const rng = random(seed);
+      const secrets = secretsFor(rng);
+      const redactor = new Redactor(secrets);
+      let text = "";
+      for (let i = rng.int(1, 5); i > 0; i--) {
+        const secret = rng.pick(secrets);
+        text += rng.string(FILLER_CHARS, 0, 12) + rng.pick(Object.values(encodingsOf(secret.value)));
+      }
+      text += rng.string(FILLER_CHARS, 0, 12);
+      const parts = unredactedParts(redactor.redact(text));
+      for (const secret of secrets) {
+        for (const [encoding, form] of Object.entries(encodingsOf(secret.value))) {
+          const leaked = parts.some((part) => part.includes(form));
+          if (leaked) throw new Error(`seed ${seed}: ${secret.name} leaked in its ${encoding} form`);
+        }
+      }
+    }
+  });
+
+  test("a stream of writes with secrets split across consecutive writes", () => {
+    for (let seed = 1; seed <= 400; seed++) {
+      const rng = random(seed);
+      const secrets = secretsFor(rng);
+      const redactor = new Redactor(secrets);
+      // Each write: [tail of a split form] filler [a whole form] filler [head of a split form].
+      const writes: string[] = [];
+      let carried = "";
+      const count = rng.int(2, 6);
+      for (let i = 0; i < count; i++) {
+        let write = carried + rng.string(FILLER_CHARS, 1, 8);
+        if (rng.next() < 0.5) write += rng.pick(Object.values(encodingsOf(rng.pick(secrets).value))) + rng.string(FILLER_CHARS, 1, 8);
+        carried = "";
+        if (i < count - 1 && rng.next() < 0.7) {
+          const form = rng.pick(Object.values(encodingsOf(rng.pick(secrets).value)));
+          const at = rng.int(1, form.length - 1);
+          write += form.slice(0, at);
+          carried = form.slice(at);
+        }
+        writes.push(write);
+      }
+      const { buffer, emitted } = collect(redactor);
+      for (const write of writes) buffer.push("info", write);
+      buffer.flush();
+      expect(emitted.length).toBe(writes.length);
+      // Joined, the emitted writes must hold no form: neither inside one write nor across a boundary.
+      const parts = unredactedParts(emitted.map((e) => e.message).join(""));
+      for (const secret of secrets) {
+        for (const [encoding, form] of Object.entries(encodingsOf(secret.value))) {
+          const leaked = parts.some((part) => part.includes(form));
+          if (leaked) throw new Error(`seed ${seed}: ${secret.name} leaked in its ${encoding} form; writes ${JSON.stringify(writes)}`);
+        }
+      }
+    }
+  });
+});
