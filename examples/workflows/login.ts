@@ -1,0 +1,30 @@
+import { workflow } from "libretto";
+import { z } from "zod";
+
+// Logs in to a portal with injected credentials. The values arrive in
+// input.credentials and are never logged: the job log would redact them
+// anyway, but a workflow should not lean on that.
+export default workflow("portal-login", {
+  credentials: ["username", "password"],
+  input: z.object({
+    loginUrl: z.string().url(),
+  }),
+  async handler(ctx, input) {
+    const { page, log } = ctx;
+    const { username, password } = input.credentials;
+
+    log.info("Opening the login page");
+    await page.goto(input.loginUrl);
+    await page.fill("#username", username);
+    await page.fill("#password", password);
+
+    log.info("Submitting the login form");
+    // Listen before clicking, so a fast response cannot load unseen.
+    const loaded = page.waitForEvent("load");
+    await page.click("button[type=submit]");
+    await loaded;
+
+    const loggedIn = (await page.getByText("Welcome").count()) > 0;
+    return { loggedIn, title: await page.title() };
+  },
+});

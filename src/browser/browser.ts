@@ -1,0 +1,258 @@
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { delimiter, join } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+
+export interface BrowserOptions {
+  headless: boolean;
+  /** Opened before the handler's first page call runs. */
+  startUrl?: string;
+  viewport?: { width: number; height: number };
+  /** UNDERSTUDY_CHROMIUM_PATH; when unset, PATH is searched for chromium, chromium-browser, google-chrome. */
+  chromiumPath?: string;
+}
+
+export interface LazyBrowser {
+  /** Launches the browser on first use; see createLazyBrowser. */
+  readonly page: Page;
+  /** Whether a browser launch was begun. */
+  readonly started: boolean;
+  /** Closes the browser if one was started; idempotent, and returns within about 5 s. */
+  close(): Promise<void>;
+}
+
+export class BrowserUnavailableError extends Error {
+  override name = "BrowserUnavailableError";
+}
+
+// Measured here as root in a container: the sandbox needs --no-sandbox, and
+// the rest keep a job's browser from phoning home or updating itself.
+const LAUNCH_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--no-first-run",
+  "--disable-quic",
+];
+const LAUNCH_TIMEOUT_MS = 30_000;
+const CLOSE_TIMEOUT_MS = 5_000;
+const KILL_WAIT_MS = 2_000;
+const CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome"];
+
+/**
+ * The Chromium executable to drive: the configured path if it is an
+ * executable file (a configured path never falls back to PATH, so a typo is
+ * reported instead of silently using another browser), else the first of
+ * CHROMIUM_NAMES on PATH.
+ */
+export function findChromium(configured?: string): string | undefined {
+  if (configured) return isExecutableFile(configured) ? configured : undefined;
+  // PATH is the operating system's search path, not Understudy configuration.
+  const dirs = (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "");
+  for (const name of CHROMIUM_NAMES) {
+    for (const dir of dirs) {
+      const candidate = join(dir, name);
+      if (isExecutableFile(candidate)) return candidate;
+    }
+  }
+  return undefined;
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function unavailableError(configured: string | undefined): BrowserUnavailableError {
+  const problem = configured
+    ? `UNDERSTUDY_CHROMIUM_PATH is ${configured}, which is not an executable file.`
+    : `No Chromium found on PATH (looked for ${CHROMIUM_NAMES.join(", ")}).`;
+  return new BrowserUnavailableError(
+    `${problem} This workflow uses ctx.page and needs a Chromium browser: install it with \`apt-get install chromium\` (Debian/Ubuntu), or set UNDERSTUDY_CHROMIUM_PATH to a Chromium or Chrome executable.`,
+  );
+}
+
+/**
+ * A browser that starts on the handler's first use of `page`, so a workflow
+ * that never touches it never pays for (or risks) a launch.
+ *
+ * `page` is sync but launching is async, so until the real page exists `page`
+ * is a proxy that records property reads and calls and replays them on the
+ * real page once it exists: `await page.goto(url)` and
+ * `await page.locator("#x").fill("y")` both work before the launch. Every
+ * call starts its replay at once (as a real page call would), and the chain
+ * is awaitable. After the launch, `page` forwards straight to the real page,
+ * so sync methods such as `page.url()` return plain values (before it, they
+ * too give an awaitable).
+ *
+ * The signal aborting (cancel, timeout, shutdown) closes the browser, so a
+ * pending page call rejects and no browser outlives its job.
+ */
+export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal): LazyBrowser {
+  let started = false;
+  let closing: Promise<void> | undefined;
+  let opening: Promise<Page> | undefined;
+  let launching: Promise<BrowserContext> | undefined;
+  let realPage: Page | undefined;
+  // Our own profile directory: it names every process of this browser, which
+  // is how a browser that ignores close() is found and killed.
+  let userDataDir: string | undefined;
+
+  const closedError = () => new Error("The browser was closed because the job was stopped.");
+
+  async function openPage(): Promise<Page> {
+    if (closing) throw closedError();
+    const executablePath = findChromium(options.chromiumPath);
+    if (!executablePath) throw unavailableError(options.chromiumPath);
+    // Everything up to the launch call is synchronous, so a close() that
+    // comes meanwhile always sees `launching` and waits for it.
+    started = true;
+    userDataDir = mkdtempSync(join(tmpdir(), "understudy-browser-"));
+    launching = chromium.launchPersistentContext(userDataDir, {
+      executablePath,
+      headless: options.headless,
+      viewport: options.viewport,
+      args: LAUNCH_ARGS,
+      timeout: LAUNCH_TIMEOUT_MS,
+    });
+    try {
+      const context = await launching;
+      if (closing) throw closedError();
+      const page = context.pages()[0] ?? (await context.newPage());
+      if (options.startUrl) await page.goto(options.startUrl);
+      if (closing) throw closedError();
+      realPage = page;
+      return page;
+    } catch (error) {
+      throw closing ? closedError() : error;
+    }
+  }
+
+  const openOnce = () => (opening ??= openPage());
+
+  const page = new Proxy({} as Page, {
+    get(_, key) {
+      if (realPage) return bindIfFunction(Reflect.get(realPage, key), realPage);
+      // `then` must stay undefined: awaiting or returning the page itself is not a use of it.
+      if (typeof key === "symbol" || key === "then") return undefined;
+      return deferred(`page.${key}`, async () => {
+        const opened = await openOnce();
+        return bindIfFunction(opened[key as keyof Page], opened);
+      }, false);
+    },
+  });
+
+  async function shutdown(): Promise<void> {
+    signal?.removeEventListener("abort", onAbort);
+    if (!launching) return;
+    // A launch still under way gets the same grace as a close: its browser is
+    // then closed (or killed), never orphaned.
+    const graceful = launching.then((context) => context.close());
+    graceful.catch(() => {});
+    if (!(await settlesWithin(graceful, CLOSE_TIMEOUT_MS)) && userDataDir) {
+      killProcessesUsing(userDataDir);
+      // Playwright settles the close once it sees the killed process exit.
+      await settlesWithin(graceful, KILL_WAIT_MS);
+    }
+    if (userDataDir) await rm(userDataDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+  }
+
+  const close = () => (closing ??= shutdown());
+  const onAbort = () => void close();
+  if (signal?.aborted) void close();
+  else signal?.addEventListener("abort", onAbort, { once: true });
+
+  return {
+    page,
+    get started() {
+      return started;
+    },
+    close,
+  };
+}
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const settled = await Promise.race([
+    promise.then(() => true, () => true),
+    new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false))),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}
+
+function bindIfFunction(value: unknown, receiver: unknown): unknown {
+  return typeof value === "function" ? value.bind(receiver) : value;
+}
+
+// Proxy -> its value, so a deferred value passed as an argument
+// (`a.or(page.locator("b"))`) is replaced by the real object.
+const deferredValues = new WeakMap<object, () => Promise<unknown>>();
+
+/**
+ * A stand-in for a value that exists once the browser does: reading a
+ * property gives another stand-in, calling it runs the call (right away when
+ * `eager`) and gives a stand-in for its result, and awaiting it gives the
+ * real value. `label` names the chain in errors.
+ */
+function deferred(label: string, resolve: () => Promise<unknown>, eager: boolean): any {
+  let memo: Promise<unknown> | undefined;
+  const value = () => (memo ??= resolve());
+  // Marked handled: a call whose result nobody awaits must not become an
+  // unhandled rejection that takes the server down. Awaiters still see it.
+  if (eager) value().catch(() => {});
+
+  const proxy: object = new Proxy(() => {}, {
+    get(_, key) {
+      if (key === "then" || key === "catch" || key === "finally") {
+        const promise = value();
+        return promise[key].bind(promise);
+      }
+      if (typeof key === "symbol") return undefined;
+      return deferred(`${label}.${key}`, async () => {
+        const base = (await value()) as Record<string, unknown>;
+        return bindIfFunction(base[key], base);
+      }, false);
+    },
+    apply(_, __, args: unknown[]) {
+      return deferred(`${label}(...)`, async () => {
+        const fn = await value();
+        if (typeof fn !== "function") throw new TypeError(`${label} is not a function`);
+        const realArgs = await Promise.all(args.map((arg) => (isObject(arg) ? (deferredValues.get(arg)?.() ?? arg) : arg)));
+        return await fn(...realArgs);
+      }, true);
+    },
+  });
+  deferredValues.set(proxy, value);
+  return proxy;
+}
+
+function isObject(value: unknown): value is object {
+  return (typeof value === "object" && value !== null) || typeof value === "function";
+}
+
+/** SIGKILLs every process whose command line names this profile directory (Linux /proc). */
+function killProcessesUsing(userDataDir: string): void {
+  const marker = `--user-data-dir=${userDataDir}`;
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc").filter((entry) => /^\d+$/.test(entry));
+  } catch {
+    return;
+  }
+  for (const pid of entries) {
+    try {
+      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      if (args.includes(marker)) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // The process ended meanwhile, or is not ours to read.
+    }
+  }
+}
