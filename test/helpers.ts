@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { flushAuditEvents } from "../src/audit/store";
 import { systemClock, randomId, type Clock } from "../src/clock";
 import { loadConfig, type Config } from "../src/config";
 import { createApp, apiRoutes } from "../src/http/app";
@@ -120,6 +121,7 @@ export async function startTestServer(
     async close() {
       await server.stop();
       await runner.shutdown();
+      await flushAuditEvents(store.db);
       await store.db.destroy();
       dir.remove();
     },

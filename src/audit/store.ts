@@ -45,3 +45,38 @@ export async function listAuditEvents(db: Db, filter: { tenantId?: string; limit
   if (filter.tenantId) query = query.where("tenant_id", "=", filter.tenantId);
   return query.limit(filter.limit ?? 1000).execute();
 }
+
+/**
+ * Reads and rejected keys are audited after the response, in batches: one
+ * transaction per turn of the event loop instead of one commit per request,
+ * which would make every credential read a write. Changes are audited in
+ * their own transaction instead. A crash can lose the read events of the
+ * last few milliseconds, never those of a change.
+ */
+const pendingByDb = new WeakMap<Db, { events: AuditEvent[]; flushing: Promise<void> }>();
+
+export function recordAuditEventSoon(db: Db, event: AuditEvent): void {
+  let pending = pendingByDb.get(db);
+  if (!pending) {
+    pending = { events: [], flushing: Promise.resolve() };
+    pendingByDb.set(db, pending);
+  }
+  pending.events.push(event);
+  if (pending.events.length === 1) setTimeout(() => void flushAuditEvents(db), 0);
+}
+
+/** Writes the queued audit events now; call before closing the database. */
+export function flushAuditEvents(db: Db): Promise<void> {
+  const pending = pendingByDb.get(db);
+  if (!pending) return Promise.resolve();
+  const events = pending.events.splice(0);
+  if (events.length === 0) return pending.flushing;
+  pending.flushing = pending.flushing
+    .then(() => db.transaction().execute(async (trx) => {
+      for (const event of events) await recordAuditEvent(trx, event);
+    }))
+    .catch(() => {
+      // The database is gone (closing) or failing; the request log still has the request.
+    });
+  return pending.flushing;
+}

@@ -1,4 +1,4 @@
-import { recordAuditEvent, type AuditAction, type AuditOutcome } from "../audit/store";
+import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditOutcome } from "../audit/store";
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import type { Db } from "../store/database";
@@ -57,6 +57,24 @@ async function audit(
     credentialId: credential.id ?? null,
     credentialName: credential.name ?? null,
     detail: detail ?? null,
+  });
+}
+
+function auditSoon(
+  deps: AppDeps,
+  caller: Caller,
+  action: AuditAction,
+  outcome: AuditOutcome,
+  credential: { id?: string | null; name?: string | null },
+) {
+  recordAuditEventSoon(deps.db, {
+    at: deps.clock.now().toISOString(),
+    tenantId: caller.tenantId,
+    apiKeyId: caller.apiKeyId,
+    action,
+    outcome,
+    credentialId: credential.id ?? null,
+    credentialName: credential.name ?? null,
   });
 }
 
@@ -122,7 +140,7 @@ export async function upsertCredential(deps: AppDeps, caller: Caller, name: stri
 export async function readCredential(deps: AppDeps, caller: Caller, name: string) {
   const row = await store.findCredentialByName(deps.db, caller.tenantId, name);
   if (!row) {
-    await audit(deps.db, deps, caller, "credential.read", "not_found", { name });
+    auditSoon(deps, caller, "credential.read", "not_found", { name });
     throw notFound(`"${name}"`);
   }
   let value: string;
@@ -130,7 +148,7 @@ export async function readCredential(deps: AppDeps, caller: Caller, name: string
     value = await deps.vault.openForTenant(deps.db, caller.tenantId, sealContext(row.id, row.version), row.sealedValue);
   } catch (error) {
     if (!(error instanceof IntegrityError)) throw error;
-    await audit(deps.db, deps, caller, "credential.read", "integrity_failure", row);
+    auditSoon(deps, caller, "credential.read", "integrity_failure", row);
     deps.log.log("error", "credential failed its integrity check", { tenant_id: caller.tenantId, credential_id: row.id });
     throw new AppError(
       "INTERNAL_SERVER_ERROR",
@@ -139,7 +157,7 @@ export async function readCredential(deps: AppDeps, caller: Caller, name: string
       { data: { credential_id: row.id } },
     );
   }
-  await audit(deps.db, deps, caller, "credential.read", "success", row);
+  auditSoon(deps, caller, "credential.read", "success", row);
   return { id: row.id, value };
 }
 

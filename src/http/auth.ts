@@ -1,4 +1,4 @@
-import { recordAuditEvent } from "../audit/store";
+import { recordAuditEventSoon } from "../audit/store";
 import { AppError } from "../errors";
 import { findApiKeyByHash, touchApiKey } from "../tenants/store";
 import { hashApiKey } from "../tenants/service";
@@ -12,7 +12,7 @@ const TOUCH_INTERVAL_MS = 60_000;
 export async function authenticate(deps: AppDeps, presented: string | undefined): Promise<Caller> {
   const now = deps.clock.now();
   const reject = async (reason: string, apiKeyId: string | null, tenantId: string | null) => {
-    await recordAuditEvent(deps.db, {
+    recordAuditEventSoon(deps.db, {
       at: now.toISOString(),
       tenantId,
       apiKeyId,

@@ -1,5 +1,6 @@
 import { systemClock, randomId, type Clock, type IdSource } from "../clock";
 import type { Config } from "../config";
+import { flushAuditEvents } from "../audit/store";
 import { createApp } from "../http/app";
 import type { Logger } from "../log";
 import { openDatabase, type Db } from "../store/database";
@@ -69,6 +70,7 @@ export async function startServer(
       stopWatching();
       await listening.stop();
       await runner.shutdown();
+      await flushAuditEvents(store.db);
       await store.db.destroy();
     },
   };

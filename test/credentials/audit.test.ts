@@ -4,6 +4,7 @@
  * key), what (action, outcome) and which credential; no row ever holds a
  * value or a key.
  */
+import { flushAuditEvents } from "../../src/audit/store";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { addApiKey, manualClock, secretForms, startTestServer, type TestServer } from "../helpers";
 import { listApiKeys, revokeApiKey } from "../../src/tenants/store";
@@ -30,6 +31,7 @@ const value = (label: string) => {
 };
 
 async function lastAuditId(): Promise<number> {
+  await flushAuditEvents(server.db);
   const row = await server.db.selectFrom("audit_events").select((eb) => eb.fn.max("id").as("id")).executeTakeFirst();
   return Number(row?.id ?? 0);
 }
@@ -38,6 +40,8 @@ async function lastAuditId(): Promise<number> {
 async function audited(path: string, body: unknown, key?: string | null): Promise<{ status: number; rows: AuditEventRow[]; body: any }> {
   const since = await lastAuditId();
   const response = await server.post(path, body, key === undefined ? {} : { key });
+  // Reads and rejected keys are audited in batches after the response: write the batch now.
+  await flushAuditEvents(server.db);
   const rows = await server.db.selectFrom("audit_events").selectAll().where("id", ">", since).orderBy("id").execute();
   return { status: response.status, rows, body: response.body };
 }
@@ -198,6 +202,7 @@ describe("audit_events", () => {
     await server.post("/v1/credentials/create", { name: "scan_y", value: value("scan_bad_key") }, { key: "usk_not_a_real_key" });
     await server.post("/v1/credentials/delete", { id });
 
+    await flushAuditEvents(server.db);
     const rows = await server.db.selectFrom("audit_events").selectAll().execute();
     expect(rows.length).toBeGreaterThanOrEqual(9);
     const text = rows.map((row) => Object.values(row).map(String).join("\u0001")).join("\n");

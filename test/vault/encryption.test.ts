@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { flushAuditEvents } from "../../src/audit/store";
 import { systemClock, randomId } from "../../src/clock";
 import { loadConfig } from "../../src/config";
 import { createApp } from "../../src/http/app";
@@ -91,6 +92,7 @@ describe("encryption at rest", () => {
 
     // The server carries on: the untouched credential still reads.
     expect((await s.post("/v1/credentials/get", { name: "first" })).body.value).toBe("value-of-first-1234");
+    await flushAuditEvents(s.db);
     const audit = await s.db.selectFrom("audit_events").selectAll().where("outcome", "=", "integrity_failure").execute();
     expect(audit.map((e) => e.credential_name)).toEqual(["second"]);
   });
