@@ -50,15 +50,21 @@ export function findRunnableWorkflow(deps: AppDeps, name: string) {
 export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobInput) {
   const workflow = findRunnableWorkflow(deps, input.workflow);
   const { credentials: given, ...params } = input.params;
-  if (given !== undefined && !isStringRecord(given)) {
+  const declared = workflow.definition.credentials;
+  if (given !== undefined && declared.length > 0 && !isStringRecord(given)) {
     throw new AppError("BAD_REQUEST", "Invalid input: params.credentials must map credential names to string values.", {
       data: { issues: [{ path: ["params", "credentials"], message: "must map credential names to string values" }] },
     });
   }
   // Names are normalised like stored ones; the caller's values win over stored ones of the same name.
-  const fromCaller = given && Object.fromEntries(Object.entries(given).map(([name, value]) => [name.trim().toLowerCase(), value]));
-  const declared = workflow.definition.credentials;
-  const callerNames = fromCaller ? declared.filter((name) => name in fromCaller) : [];
+  // A workflow that declares nothing gets params.credentials untouched (still sealed, never in the row).
+  const fromCaller =
+    given === undefined
+      ? undefined
+      : declared.length === 0
+        ? given
+        : Object.fromEntries(Object.entries(given as Record<string, string>).map(([name, value]) => [name.trim().toLowerCase(), value]));
+  const callerNames = fromCaller && declared.length > 0 ? declared.filter((name) => name in (fromCaller as object)) : [];
 
   const id = deps.newId();
   const at = deps.clock.now().toISOString();
@@ -73,9 +79,10 @@ export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobI
     credential_id: input.credential_id,
   };
   await deps.db.transaction().execute(async (trx) => {
-    const sealedParamsCredentials = fromCaller
-      ? await deps.vault.sealForTenant(trx, caller.tenantId, jobParamsCredentialsContext(id), JSON.stringify(fromCaller))
-      : null;
+    const sealedParamsCredentials =
+      fromCaller !== undefined
+        ? await deps.vault.sealForTenant(trx, caller.tenantId, jobParamsCredentialsContext(id), JSON.stringify(fromCaller))
+        : null;
     const sealedCallbackSecret = input.callback_secret
       ? await deps.vault.sealForTenant(trx, caller.tenantId, `job/${id}/callback-secret`, input.callback_secret)
       : null;

@@ -50,8 +50,13 @@ export class Runner {
   readonly #running = new Map<string, RunningJob>();
   #ticking = false;
   #again = false;
+  /** Nothing is claimed before start(): the server recovers interrupted jobs first, and a paused runner stays paused. */
+  #started = false;
   #stopping = false;
   #poll: ReturnType<typeof setInterval> | undefined;
+  /** When each tenant last had a job claimed (a claim counter): equal turns go to the tenant served least recently. */
+  readonly #lastServed = new Map<string, number>();
+  #claimCount = 0;
   /** The most jobs ever running at once: tests check the limit with it. */
   maxObservedConcurrency = 0;
   /** Called when a job's handler starts (for start-delay benchmarks). */
@@ -91,13 +96,14 @@ export class Runner {
   }
 
   start(): void {
+    this.#started = true;
     this.#poll = setInterval(() => this.wake(), this.#deps.config.jobs.pollMs);
     this.wake();
   }
 
   /** Something may be queued: claim what the free slots allow. */
   wake(): void {
-    if (this.#stopping) return;
+    if (this.#stopping || !this.#started) return;
     if (this.#ticking) {
       this.#again = true;
       return;
@@ -165,13 +171,18 @@ export class Runner {
       const runningByTenant = new Map<string, number>();
       for (const job of this.#running.values()) runningByTenant.set(job.tenantId, (runningByTenant.get(job.tenantId) ?? 0) + 1);
       const turn = (c: { tenant_id: string; rank: number }) => c.rank + (runningByTenant.get(c.tenant_id) ?? 0);
-      const chosen = candidates.sort((a, b) => turn(a) - turn(b) || a.seq - b.seq).slice(0, free);
+      // Without the tie-break on last service, a slot freed by alpha's job
+      // (alpha then has nothing running) would go to alpha's next, older job
+      // every time, and beta would wait for alpha's whole queue.
+      const served = (c: { tenant_id: string }) => this.#lastServed.get(c.tenant_id) ?? 0;
+      const chosen = candidates.sort((a, b) => turn(a) - turn(b) || served(a) - served(b) || a.seq - b.seq).slice(0, free);
       const at = clock.now().toISOString();
       const rows = await jobs.markRunning(
         trx,
         chosen.map((c) => c.id),
         at,
       );
+      for (const c of chosen) if (rows.some((r) => r.id === c.id)) this.#lastServed.set(c.tenant_id, ++this.#claimCount);
       for (const row of rows) {
         // A credential stored after the job was queued is used too: its
         // reference is taken here, in the claim, before any value is read.
@@ -245,22 +256,24 @@ export class Runner {
     let params = JSON.parse(row.params) as Record<string, unknown>;
 
     // Decrypted as late as possible: here, just before the handler runs.
-    let fromCaller: Record<string, string> | undefined;
+    // The caller's params.credentials: a map of names to strings, or, for a
+    // workflow that declares nothing, whatever JSON the caller sent.
+    let fromCaller: unknown;
     if (row.sealed_params_credentials) {
       fromCaller = JSON.parse(await vault.openForTenant(db, row.tenant_id, jobParamsCredentialsContext(row.id), row.sealed_params_credentials));
     }
-    const secrets: Secret[] = Object.entries(fromCaller ?? {}).map(([name, value]) => ({ name, value }));
+    const secrets: Secret[] = stringLeaves(fromCaller, "credentials");
     let credentials: Record<string, string> | undefined;
     if (definition.credentials.length === 0) {
       // Nothing declared: params pass through untouched, a caller's credentials key included.
-      if (fromCaller) params = { ...params, credentials: fromCaller };
+      if (fromCaller !== undefined) params = { ...params, credentials: fromCaller };
     } else {
       const injected: Record<string, string> = {};
       const stored = await jobs.referencedCredentials(db, row.id);
       const used: { id: string; name: string; version: number }[] = [];
       for (const name of definition.credentials) {
-        const given = fromCaller?.[name];
-        if (given !== undefined) {
+        const given = isRecord(fromCaller) ? fromCaller[name] : undefined;
+        if (typeof given === "string") {
           injected[name] = given;
           continue;
         }
@@ -318,6 +331,16 @@ export class Runner {
       }
     });
   }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** Every string inside a caller's params.credentials, named by its key, for the redactor. */
+function stringLeaves(value: unknown, name: string): Secret[] {
+  if (typeof value === "string") return [{ name, value }];
+  if (Array.isArray(value)) return value.flatMap((v) => stringLeaves(v, name));
+  if (isRecord(value)) return Object.entries(value).flatMap(([key, v]) => stringLeaves(v, key));
+  return [];
 }
 
 /** A failure of the runner's own that is safe to show as the job's error. */

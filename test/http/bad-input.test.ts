@@ -9,12 +9,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { apiRoutes, sendRequest, snapshotDb, startTestServer, type TestServer } from "../helpers";
 import type { RouteDef } from "../../src/http/route";
-import { routeFixtures, type InvalidCase } from "./route-fixtures";
+import { fixtureServerOptions, routeFixtures, type InvalidCase } from "./route-fixtures";
 import { envelop, expectError, expectOk, expectUnauthorized, expectValidationError } from "./wire";
 
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer();
+  server = await startTestServer(fixtureServerOptions);
 });
 afterAll(async () => server.close());
 

@@ -9,6 +9,7 @@
  * another's data.
  */
 import { expect } from "bun:test";
+import { workflow } from "../../src/workflows/define";
 import { uniqueName, type TestResponse, type TestServer } from "../helpers";
 import { expectError, expectOk, UUID } from "./wire";
 
@@ -54,6 +55,27 @@ export interface RouteFixture {
 }
 
 // ---------------------------------------------------------------------------
+// The server the shared suites run against.
+
+/** The workflow the job fixtures queue; it declares a credential, so a job may hold references. */
+export const FIXTURE_WORKFLOW = "fixture-echo";
+
+/**
+ * How the shared suites start their server: with a workflow to queue jobs of,
+ * and the runner paused, so fixture jobs stay queued (cancellable, and no
+ * table changes under a "nothing changes" snapshot while a job runs).
+ */
+export const fixtureServerOptions = {
+  workflows: [
+    workflow(FIXTURE_WORKFLOW, {
+      credentials: ["fixture_token"],
+      handler: (_ctx, input) => input,
+    }),
+  ],
+  runnerPaused: true,
+};
+
+// ---------------------------------------------------------------------------
 // Shared seeding and expectations.
 
 export interface SeededCredential {
@@ -84,6 +106,49 @@ export async function expectCredential(server: TestServer, credential: SeededCre
 export function expectNotFound(response: TestResponse): void {
   expectError(response, 404, "NOT_FOUND", false);
 }
+
+/** Queues a job of the fixture workflow through the API for `tenant` (default alpha); returns its id. */
+export async function seedJob(server: TestServer, options: { tenant?: Tenant; input?: Record<string, unknown> } = {}): Promise<string> {
+  const response = await server.post(
+    "/v1/jobs/create",
+    { workflow: FIXTURE_WORKFLOW, params: { seeded: true }, ...options.input },
+    { key: server.keys[options.tenant ?? "alpha"] },
+  );
+  const output = expectOk(response, false);
+  expect(output.job_id).toMatch(UUID);
+  return output.job_id;
+}
+
+/** Stores (or overwrites) alpha's credential of this exact name. */
+async function seedCredentialNamed(server: TestServer, name: string): Promise<void> {
+  expectOk(await server.post("/v1/credentials/upsert", { name, value: `alpha-${name}-value` }), false);
+}
+
+/** Alpha reads its job back through the API, in the given status. */
+async function expectJob(server: TestServer, id: string, status = "queued"): Promise<void> {
+  const job = expectOk(await server.post("/v1/jobs/get", { id }), false);
+  expect(job.job_id).toBe(id);
+  expect(job.status).toBe(status);
+}
+
+/** Every job id of alpha's list, following cursors. */
+async function alphaJobIds(server: TestServer): Promise<string[]> {
+  const ids: string[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < 1000; page++) {
+    const output: any = expectOk(await server.post("/v1/jobs/list", cursor ? { limit: 100, cursor } : { limit: 100 }), false);
+    ids.push(...output.jobs.map((j: { job_id: string }) => j.job_id));
+    cursor = output.next_cursor;
+    if (cursor === null) return ids;
+  }
+  throw new Error("jobs/list never ended");
+}
+
+const badWorkflowNames = (valid: Record<string, unknown>): InvalidCase[] => [
+  { why: "an empty workflow name", input: { ...valid, workflow: "" }, path: ["workflow"] },
+  { why: "a whitespace-only workflow name", input: { ...valid, workflow: "   " }, path: ["workflow"] },
+  { why: "a workflow name of 257 characters", input: { ...valid, workflow: "w".repeat(257) }, path: ["workflow"] },
+];
 
 const TOO_LONG_NAME = "a".repeat(129);
 const NOT_A_UUID = "not-a-uuid";
@@ -233,6 +298,210 @@ export const routeFixtures: Record<string, RouteFixture> = {
         input: { id: alpha.id },
         expectResponse: expectNotFound,
         alphaStillSees: () => expectCredential(server, alpha),
+      };
+    },
+  },
+
+  "/v1/jobs/create": {
+    async valid() {
+      return { workflow: FIXTURE_WORKFLOW, params: { n: 1 } };
+    },
+    invalid: (valid) => [
+      ...badWorkflowNames(valid),
+      { why: "no workflow", input: { params: {} }, path: ["workflow"] },
+      { why: "timeout_seconds of 0", input: { ...valid, timeout_seconds: 0 }, path: ["timeout_seconds"] },
+      { why: "timeout_seconds of 3601", input: { ...valid, timeout_seconds: 3601 }, path: ["timeout_seconds"] },
+      { why: "a fractional timeout_seconds", input: { ...valid, timeout_seconds: 1.5 }, path: ["timeout_seconds"] },
+      { why: "a start_url that is not a URL", input: { ...valid, start_url: "not a url" }, path: ["start_url"] },
+      { why: "a start_url that is not http(s)", input: { ...valid, start_url: "ftp://example.com/" }, path: ["start_url"] },
+      {
+        why: "callback_url without callback_secret",
+        input: { ...valid, callback_url: "https://example.com/hook" },
+        path: ["callback_secret"],
+      },
+      { why: "callback_secret without callback_url", input: { ...valid, callback_secret: "s3cret" }, path: ["callback_secret"] },
+      {
+        why: "a callback_url that is not a URL",
+        input: { ...valid, callback_url: "nowhere", callback_secret: "s3cret" },
+        path: ["callback_url"],
+      },
+      { why: "a viewport without height", input: { ...valid, viewport: { width: 800 } }, path: ["viewport"] },
+      { why: "a viewport too narrow", input: { ...valid, viewport: { width: 10, height: 600 } }, path: ["viewport"] },
+      { why: "a nonce of 257 characters", input: { ...valid, nonce: "n".repeat(257) }, path: ["nonce"] },
+      {
+        why: "params.credentials that are not strings",
+        input: { ...valid, params: { credentials: { fixture_token: 5 } } },
+        path: ["params", "credentials"],
+      },
+    ],
+    async otherTenant({ server }) {
+      // Beta queues its own job of the same (global) workflow; alpha's stored
+      // credential of the declared name is not referenced by it, and alpha
+      // does not see beta's job.
+      const alphaJob = await seedJob(server);
+      await seedCredentialNamed(server, "fixture_token");
+      let betaJob = "";
+      return {
+        input: { workflow: FIXTURE_WORKFLOW, params: { from: "beta" } },
+        expectResponse(response) {
+          const output = expectOk(response, false);
+          expect(output.job_id).toMatch(UUID);
+          expect(output.job_id).not.toBe(alphaJob);
+          betaJob = output.job_id;
+        },
+        alphaStillSees: async () => {
+          await expectJob(server, alphaJob);
+          expectNotFound(await server.post("/v1/jobs/get", { id: betaJob }));
+          const references = await server.db.selectFrom("job_credentials").selectAll().where("job_id", "=", betaJob).execute();
+          expect(references).toEqual([]);
+        },
+      };
+    },
+  },
+
+  "/v1/jobs/get": {
+    async valid({ server }) {
+      return { id: await seedJob(server) };
+    },
+    invalid: (valid) => [...badIds(valid), { why: "no id", input: {}, path: ["id"] }],
+    async otherTenant({ server }) {
+      const alphaJob = await seedJob(server, { input: { params: { alpha_only: "alpha-params-marker" } } });
+      return {
+        input: { id: alphaJob },
+        expectResponse(response) {
+          expectNotFound(response);
+          expect(response.text).not.toContain("alpha-params-marker");
+        },
+        alphaStillSees: () => expectJob(server, alphaJob),
+      };
+    },
+  },
+
+  "/v1/jobs/list": {
+    async valid() {
+      return {};
+    },
+    invalid: (valid) => [
+      { why: "an unknown status", input: { ...valid, status: "done" }, path: ["status"] },
+      { why: "a limit of 0", input: { ...valid, limit: 0 }, path: ["limit"] },
+      { why: "a limit of 101", input: { ...valid, limit: 101 }, path: ["limit"] },
+      { why: "a fractional limit", input: { ...valid, limit: 2.5 }, path: ["limit"] },
+      { why: "a cursor this server never gave out", input: { ...valid, cursor: "garbage" }, path: ["cursor"] },
+      { why: "a cursor of 65 characters", input: { ...valid, cursor: "c".repeat(65) }, path: ["cursor"] },
+      { why: "an empty workflow filter", input: { ...valid, workflow: "" }, path: ["workflow"] },
+    ],
+    async otherTenant({ server }) {
+      const alphaJob = await seedJob(server);
+      return {
+        input: { limit: 100 },
+        expectResponse(response) {
+          const output = expectOk(response, false);
+          expect(Array.isArray(output.jobs)).toBe(true);
+          expect(output.jobs.map((j: { job_id: string }) => j.job_id)).not.toContain(alphaJob);
+        },
+        alphaStillSees: async () => {
+          expect(await alphaJobIds(server)).toContain(alphaJob);
+        },
+      };
+    },
+  },
+
+  "/v1/jobs/cancel": {
+    async valid({ server }) {
+      // The runner is paused: the job is queued, so cancelling it succeeds at once.
+      return { id: await seedJob(server) };
+    },
+    invalid: (valid) => [...badIds(valid), { why: "no id", input: {}, path: ["id"] }],
+    async otherTenant({ server }) {
+      const alphaJob = await seedJob(server);
+      return {
+        input: { id: alphaJob },
+        expectResponse: expectNotFound,
+        alphaStillSees: () => expectJob(server, alphaJob, "queued"),
+      };
+    },
+  },
+
+  "/v1/logs/list": {
+    async valid({ server }) {
+      return { jobId: await seedJob(server, { input: { gpu: true } }) };
+    },
+    invalid: (valid) => [
+      { why: "a jobId that is not a UUID", input: { ...valid, jobId: "not-a-uuid" }, path: ["jobId"] },
+      { why: "an unknown level", input: { ...valid, level: "debug" }, path: ["level"] },
+      { why: "a limit of 0", input: { ...valid, limit: 0 }, path: ["limit"] },
+      { why: "a limit of 1001", input: { ...valid, limit: 1001 }, path: ["limit"] },
+      { why: "a page token this server never gave out", input: { ...valid, pageToken: "garbage" }, path: ["pageToken"] },
+    ],
+    async otherTenant({ server }) {
+      // The hosted-only gpu flag gives the job a log line at creation.
+      const alphaJob = await seedJob(server, { input: { gpu: true } });
+      const alphaLines = async () => expectOk(await server.post("/v1/logs/list", { jobId: alphaJob }), false).logs;
+      const before = await alphaLines();
+      expect(before.length).toBeGreaterThan(0);
+      return {
+        input: { jobId: alphaJob },
+        expectResponse: expectNotFound,
+        alphaStillSees: async () => expect(await alphaLines()).toEqual(before),
+      };
+    },
+  },
+
+  "/v1/tenant/settings": {
+    async valid() {
+      return { disable_job_failure_notifications: false };
+    },
+    invalid: () => [],
+    async otherTenant({ server }) {
+      // Alpha's write is alpha's alone: beta reads its own defaults.
+      const written = expectOk(await server.post("/v1/tenant/settings", { disable_job_failure_notifications: true }), false);
+      expect(written.disable_job_failure_notifications).toBe(true);
+      return {
+        input: {},
+        expectResponse(response) {
+          expect(expectOk(response, false)).toEqual({
+            code_sharing_enabled: false,
+            disable_job_failure_notifications: false,
+            debug_notification_email: null,
+          });
+        },
+        alphaStillSees: async () => {
+          expect(expectOk(await server.post("/v1/tenant/settings", {}), false).disable_job_failure_notifications).toBe(true);
+        },
+      };
+    },
+  },
+
+  "/v1/workflows/list": {
+    async valid() {
+      return {};
+    },
+    invalid: () => [],
+    async otherTenant({ server }) {
+      // Workflows are global: both tenants see exactly the same list.
+      const alphaView = expectOk(await server.post("/v1/workflows/list", {}), false);
+      expect(alphaView.deployed_workflows.map((w: { name: string }) => w.name)).toContain(FIXTURE_WORKFLOW);
+      return {
+        input: {},
+        expectResponse: (response) => expect(expectOk(response, false)).toEqual(alphaView),
+        alphaStillSees: async () => expect(expectOk(await server.post("/v1/workflows/list", {}), false)).toEqual(alphaView),
+      };
+    },
+  },
+
+  "/v1/workflows/get": {
+    async valid() {
+      return { workflow: FIXTURE_WORKFLOW };
+    },
+    invalid: (valid) => [...badWorkflowNames(valid), { why: "no workflow", input: {}, path: ["workflow"] }],
+    async otherTenant({ server }) {
+      // Workflows are global: beta sees the workflow exactly as alpha does.
+      const alphaView = expectOk(await server.post("/v1/workflows/get", { workflow: FIXTURE_WORKFLOW }), false);
+      return {
+        input: { workflow: FIXTURE_WORKFLOW },
+        expectResponse: (response) => expect(expectOk(response, false)).toEqual(alphaView),
+        alphaStillSees: async () =>
+          expect(expectOk(await server.post("/v1/workflows/get", { workflow: FIXTURE_WORKFLOW }), false)).toEqual(alphaView),
       };
     },
   },

@@ -6,12 +6,12 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { apiRoutes, snapshotTenant, startTestServer, type TestResponse, type TestServer } from "../helpers";
-import { routeFixtures } from "./route-fixtures";
+import { fixtureServerOptions, routeFixtures } from "./route-fixtures";
 import { envelop } from "./wire";
 
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer();
+  server = await startTestServer(fixtureServerOptions);
 });
 afterAll(async () => server.close());
 
