@@ -66,8 +66,10 @@ export class WorkflowRegistry {
     return registry;
   }
 
+  /** A workflow by name; a file that failed to load is found by the name it is listed under (its path). */
   get(name: string): RegisteredWorkflow | undefined {
-    return this.#byName.get(name.trim());
+    const key = name.trim();
+    return this.#byName.get(key) ?? this.#failedFiles.find((f) => f.name === key);
   }
 
   /** Every workflow by name, then every file that failed to load. */
