@@ -11,7 +11,11 @@ export default workflow("portal-login", {
   }),
   async handler(ctx, input) {
     const { page, log } = ctx;
-    const { username, password } = input.credentials;
+    // A declared credential that is not stored is simply absent: say which, plainly.
+    const { username, password } = input.credentials ?? {};
+    if (!username || !password) {
+      throw new Error("Store the username and password credentials first (libretto cloud credentials push, or /v1/credentials/upsert).");
+    }
 
     log.info("Opening the login page");
     await page.goto(input.loginUrl);

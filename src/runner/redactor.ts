@@ -54,6 +54,16 @@ export class Redactor {
     this.#pattern = this.active ? new RegExp(`(?=(${forms.map(escapeRegExp).join("|")}))`, "g") : undefined;
   }
 
+  /** True when the end of `text` could be the start of a form: a write that follows might complete it. */
+  endsWithFormStart(text: string): boolean {
+    for (const form of this.#names.keys()) {
+      for (let k = Math.min(form.length - 1, text.length); k >= 1; k--) {
+        if (text.endsWith(form.slice(0, k))) return true;
+      }
+    }
+    return false;
+  }
+
   /** Every occurrence of every form in text, by start (overlapping ones included). */
   spans(text: string): RedactedSpan[] {
     const pattern = this.#pattern;
@@ -159,16 +169,22 @@ type Level = "info" | "warn" | "error";
  * Then the held write is emitted and the new one is held in its place. Every
  * write is also redacted on its own, as Redactor.redact does.
  *
+ * So that a running job's log stays live, a write is held only when its end
+ * could begin a form, and then at most `holdMs`: a form whose second part is
+ * written later than that is not caught.
+ *
  * Not covered: a form split across three or more writes (a middle write that
  * holds only part of it is not a whole form anywhere). When no secret is long
  * enough to redact, writes pass straight through with no delay.
  */
 export class LogRedactionBuffer {
   #held: { level: Level; text: string; carried: RedactedSpan[] } | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly redactor: Redactor,
     private readonly emit: (level: Level, message: string) => void,
+    private readonly holdMs = 250,
   ) {}
 
   push(level: Level, message: string): void {
@@ -183,14 +199,20 @@ export class LogRedactionBuffer {
         held.carried.push({ start: span.start, end: held.text.length, name: span.name });
         next.carried.push({ start: 0, end: span.end - held.text.length, name: span.name });
       }
-      this.#held = undefined;
-      this.emit(held.level, this.redactor.redact(held.text, held.carried));
+      this.flush();
+    }
+    if (!this.redactor.endsWithFormStart(message)) {
+      this.emit(level, this.redactor.redact(message, next.carried));
+      return;
     }
     this.#held = next;
+    this.#timer = setTimeout(() => this.flush(), this.holdMs);
+    (this.#timer as { unref?: () => void }).unref?.();
   }
 
   /** Emits the held write, if any. */
   flush(): void {
+    clearTimeout(this.#timer);
     const held = this.#held;
     if (!held) return;
     this.#held = undefined;

@@ -95,7 +95,8 @@ export class WorkflowRegistry {
       try {
         loaded.push({ ...meta, definitions: await loadWorkflowFile(path, options) });
       } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
+        // Every tenant sees this error: name files relative to the workflows directory, not by server path.
+        const message = (error instanceof Error ? error.message : String(error)).replaceAll(`${dir}/`, "").replaceAll(dir, ".");
         this.#log.log("error", "workflow file failed to load", { file, error: message });
         failed.push({ ...meta, error: message });
       }

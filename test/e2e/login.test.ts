@@ -153,9 +153,10 @@ describeWithChromium("portal-login end to end: serve process, API, real Chromium
       expect(created.status).toBe(200);
       const jobId = created.body.job_id as string;
       const job = await waitForJob(server, keys.partial, jobId, { timeoutMs: JOB_TIMEOUT_MS });
-      expect(["completed", "failed"]).toContain(job.status);
+      expect(job.status).toBe("failed");
+      expect(job.error).toContain("Store the username and password credentials first");
       console.info(`e2e portal-login without a stored password: ${job.status}${job.error ? `: ${job.error.split("\n")[0]}` : ""}`);
-      // The workflow fills #password with undefined, which Playwright refuses: nothing is submitted.
+      // The workflow checks its credentials before it fills anything: nothing is submitted.
       expect(submissions).toHaveLength(0);
 
       const warnings = await call(server, keys.partial, "/v1/logs/list", { jobId, level: "warn" });
