@@ -5,9 +5,9 @@
  *   with no node_modules beside it; the store uses bun:sqlite, so
  *   better-sqlite3 stays external and is never loaded.
  * - `understudy.mjs`: one ESM file for Node (20+). It loads better-sqlite3
- *   (a native addon, so it cannot be bundled) from node_modules; bun:sqlite
- *   stays external and is never loaded under Node. Everything else, including
- *   @hono/node-server, is bundled in.
+ *   (a native addon, so it cannot be bundled) and playwright-core from
+ *   node_modules; bun:sqlite stays external and is never loaded under Node.
+ *   Everything else, including @hono/node-server, is bundled in.
  *
  * `npm run build` writes both to dist/; tests and the benchmark import
  * `buildAll` to build into a directory of their own.
@@ -61,6 +61,11 @@ async function buildBinary(outFile: string, commit: string): Promise<Artifact> {
   const result = await Bun.build({
     entrypoints: [ENTRY],
     target: "bun",
+    format: "esm",
+    // Precompiled bytecode: measured here, start-up to the first /healthz
+    // answer drops from ~135 ms to ~80 ms, for ~4 MB more binary and the
+    // same RSS.
+    bytecode: true,
     // Under Bun the store opens bun:sqlite; better-sqlite3 is only reached on
     // the Node path, so leaving it external keeps its native addon out.
     external: ["better-sqlite3"],
@@ -86,7 +91,10 @@ async function buildNodeBundle(outFile: string, commit: string): Promise<Artifac
     format: "esm",
     // better-sqlite3 is a native addon, loaded from node_modules at run time;
     // bun:sqlite only exists under Bun and is never imported under Node.
-    external: ["better-sqlite3", "bun:sqlite"],
+    // playwright-core reads its own files at run time; since this bundle
+    // needs node_modules anyway, it loads from there too (bundled, it also
+    // made the file 7.7 MiB instead of under 1 MiB).
+    external: ["better-sqlite3", "bun:sqlite", "playwright-core"],
     define: defines(commit),
     throw: false,
   });
