@@ -1,4 +1,4 @@
-import type { Db } from "../store/database";
+import { readerOf, type Db } from "../store/database";
 
 export interface CredentialRow {
   id: string;
@@ -35,7 +35,16 @@ const toRow = (r: {
   updatedAt: r.updated_at,
 });
 
+/** On the path of every credentials/get: read through the read connection when there is one. */
 export async function findCredentialByName(db: Db, tenantId: string, name: string): Promise<CredentialRow | undefined> {
+  const reader = readerOf(db);
+  if (reader) {
+    const row = reader.get<Parameters<typeof toRow>[0]>(
+      "SELECT id, tenant_id, name, sealed_value, version, created_at, updated_at FROM credentials WHERE tenant_id = ? AND name = ?",
+      [tenantId, name],
+    );
+    return row && toRow(row);
+  }
   const row = await db
     .selectFrom("credentials")
     .selectAll()

@@ -16,6 +16,24 @@ import type { Database } from "./schema";
 
 export type Db = Kysely<Database>;
 
+/**
+ * A second connection, for the few reads on the hot path (API key and
+ * credential lookups): plain prepared statements, no query builder, no
+ * connection queue. It sees only committed data, like any other reader of a
+ * WAL database, so it never sees a transaction of the main connection half way.
+ */
+export interface Reader {
+  get<T>(sql: string, params: readonly unknown[]): T | undefined;
+  close(): void;
+}
+
+const readers = new WeakMap<object, Reader>();
+
+/** The read connection of a database opened by openDatabase; undefined inside a transaction or for :memory:. */
+export function readerOf(db: Db): Reader | undefined {
+  return readers.get(db);
+}
+
 export interface OpenOptions {
   /** A file path, or ":memory:". */
   path: string;
@@ -29,13 +47,22 @@ export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined
  * The one place that picks the SQLite driver by runtime: bun:sqlite under
  * Bun (Bun refuses better-sqlite3), better-sqlite3@12 under Node.
  */
-async function openRaw(path: string): Promise<{ db: SqliteDatabase; exec: (sql: string) => void }> {
+async function openRaw(path: string): Promise<{ db: SqliteDatabase; exec: (sql: string) => void; reader: () => Reader }> {
   if (isBun) {
     const { Database: BunDatabase } = await import("bun:sqlite");
     const raw = new BunDatabase(path, { create: true });
     const statements = new Map<string, SqliteStatement>();
     return {
       exec: (sql) => raw.run(sql),
+      reader() {
+        const conn = new BunDatabase(path);
+        conn.run("PRAGMA query_only = ON");
+        conn.run("PRAGMA busy_timeout = 5000");
+        return {
+          get: <T>(sql: string, params: readonly unknown[]) => (conn.query(sql).get(...(params as never[])) as T | null) ?? undefined,
+          close: () => conn.close(),
+        };
+      },
       db: {
         close: () => raw.close(),
         prepare(sql) {
@@ -62,6 +89,20 @@ async function openRaw(path: string): Promise<{ db: SqliteDatabase; exec: (sql: 
   const statements = new Map<string, SqliteStatement>();
   return {
     exec: (sql) => void raw.exec(sql),
+    reader() {
+      const conn = new BetterSqlite(path);
+      conn.pragma("query_only = ON");
+      conn.pragma("busy_timeout = 5000");
+      const cache = new Map<string, { get(...params: unknown[]): unknown }>();
+      return {
+        get<T>(sql: string, params: readonly unknown[]) {
+          let statement = cache.get(sql);
+          if (!statement) cache.set(sql, (statement = conn.prepare(sql) as unknown as { get(...params: unknown[]): unknown }));
+          return statement.get(...(params as unknown[])) as T | undefined;
+        },
+        close: () => conn.close(),
+      };
+    },
     db: {
       close: () => raw.close(),
       prepare(sql) {
@@ -106,8 +147,20 @@ function applyPragmas(exec: (sql: string) => void, options: OpenOptions) {
  * honouring busy_timeout.
  */
 class ImmediateSqliteDriver extends SqliteDriver {
+  constructor(
+    config: ConstructorParameters<typeof SqliteDriver>[0],
+    private readonly onDestroy: () => void,
+  ) {
+    super(config);
+  }
+
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw("begin immediate"));
+  }
+
+  override async destroy(): Promise<void> {
+    this.onDestroy();
+    await super.destroy();
   }
 }
 
@@ -118,13 +171,17 @@ export async function openDatabase(options: OpenOptions): Promise<Db> {
     mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
     writeFileSync(options.path, "", { mode: 0o600 });
   }
-  const { db: raw, exec } = await openRaw(options.path);
+  const { db: raw, exec, reader: openReader } = await openRaw(options.path);
   applyPragmas(exec, options);
+  // :memory: is private to its connection: no second one can read it.
+  const reader = options.path === ":memory:" ? undefined : openReader();
   const dialect: Dialect = {
     createAdapter: () => new SqliteAdapter(),
-    createDriver: () => new ImmediateSqliteDriver({ database: raw }),
+    createDriver: () => new ImmediateSqliteDriver({ database: raw }, () => reader?.close()),
     createQueryCompiler: () => new SqliteQueryCompiler(),
     createIntrospector: (db) => new SqliteIntrospector(db),
   };
-  return new Kysely<Database>({ dialect });
+  const db = new Kysely<Database>({ dialect });
+  if (reader) readers.set(db, reader);
+  return db;
 }

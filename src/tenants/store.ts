@@ -1,4 +1,4 @@
-import type { Db } from "../store/database";
+import { readerOf, type Db } from "../store/database";
 
 export interface Tenant {
   id: string;
@@ -54,7 +54,12 @@ export async function insertApiKey(
     .execute();
 }
 
-export async function findApiKeyByHash(db: Db, keyHash: string) {
+type ApiKeyLookup = { id: string; tenant_id: string; revoked_at: string | null; last_used_at: string | null };
+
+/** On the path of every request: read through the read connection when there is one. */
+export async function findApiKeyByHash(db: Db, keyHash: string): Promise<ApiKeyLookup | undefined> {
+  const reader = readerOf(db);
+  if (reader) return reader.get<ApiKeyLookup>("SELECT id, tenant_id, revoked_at, last_used_at FROM api_keys WHERE key_hash = ?", [keyHash]);
   return db
     .selectFrom("api_keys")
     .select(["id", "tenant_id", "revoked_at", "last_used_at"])
