@@ -228,3 +228,81 @@ for (const runtime of runtimes) {
     }, 45_000);
   });
 }
+
+describe("compiled binary: workflow files written for libretto, with no node_modules anywhere", () => {
+  const WORKFLOW = `import { workflow } from "libretto";
+import { z } from "zod";
+
+export default workflow("binary-echo", {
+  credentials: ["Portal_Password"],
+  input: z.object({ who: z.string() }),
+  async handler(ctx, input) {
+    ctx.log.info("greeting", input.who);
+    const value = input.credentials?.portal_password ?? "";
+    return { who: input.who, length: value.length, reversed: [...value].reverse().join("") };
+  },
+});
+`;
+
+  test("serve runs a job of a workflow file with its declared credential; run reads LIBRETTO_CLOUD_* from .env", async () => {
+    const dir = join(work, "binary-workflows");
+    mkdirSync(join(dir, "workflows"), { recursive: true });
+    copyFileSync(built.binary!.path, join(dir, "understudy"));
+    await Bun.write(join(dir, "workflows", "echo.ts"), WORKFLOW);
+    const command = [join(dir, "understudy")];
+    const env = cleanEnv(dir);
+    const dbPath = join(dir, "u.db");
+    const masterKey = (await runCommand([...command, "keygen"], dir, env)).stdout.trim();
+    expect((await runCommand([...command, "tenants", "create", "acme", "--db", dbPath], dir, env)).exitCode).toBe(0);
+    const apiKey = (await runCommand([...command, "keys", "create", "--tenant", "acme", "--db", dbPath], dir, env)).stdout.trim();
+
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const server = Bun.spawn([...command, "serve"], {
+      cwd: dir,
+      env: cleanEnv(dir, { UNDERSTUDY_MASTER_KEY: masterKey, UNDERSTUDY_DB: dbPath, UNDERSTUDY_LISTEN: `127.0.0.1:${port}` }),
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    children.add(server);
+    let stderrSoFar = "";
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of server.stderr) stderrSoFar += decoder.decode(chunk, { stream: true });
+    })();
+    try {
+      await waitForHealthy(url, server, () => stderrSoFar);
+      const post = async (path: string, body: unknown) => {
+        const response = await fetch(`${url}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-api-key": apiKey },
+          body: JSON.stringify({ json: body }),
+          signal: AbortSignal.timeout(5000),
+        });
+        return { status: response.status, body: ((await response.json()) as { json: any }).json };
+      };
+      expect((await post("/v1/workflows/get", { workflow: "binary-echo" })).body.credential_names).toEqual(["portal_password"]);
+      expect((await post("/v1/credentials/create", { name: "portal_password", value: "binary-s3cret" })).status).toBe(200);
+      const created = await post("/v1/jobs/create", { workflow: "binary-echo", params: { who: "ops" } });
+      expect(created.status).toBe(200);
+      let job: any;
+      for (let i = 0; i < 200; i++) {
+        job = (await post("/v1/jobs/get", { id: created.body.job_id })).body;
+        if (["completed", "failed", "cancelled"].includes(job.status)) break;
+        await Bun.sleep(25);
+      }
+      expect(job.status).toBe("completed");
+      expect(job.result).toEqual({ who: "ops", length: "binary-s3cret".length, reversed: "terc3s-yranib" });
+    } finally {
+      server.kill("SIGTERM");
+      await withTimeout(server.exited, EXIT_TIMEOUT_MS, "shutdown after SIGTERM");
+      children.delete(server);
+    }
+
+    await Bun.write(join(dir, ".env"), "LIBRETTO_CLOUD_PORTAL_PASSWORD=from-dotenv-1234\n");
+    const run = await runCommand([...command, "run", join(dir, "workflows", "echo.ts"), "--params", '{"who":"local"}'], dir, env);
+    expect(run.exitCode).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ who: "local", length: 16, reversed: "4321-vnetod-morf" });
+    expect(run.stderr).toContain("greeting local");
+  }, 60_000);
+});
