@@ -1,4 +1,4 @@
-import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditOutcome } from "../audit/store";
+import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditEvent, type AuditOutcome } from "../audit/store";
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import type { Db } from "../store/database";
@@ -39,16 +39,15 @@ function checkValueSize(deps: AppDeps, value: string) {
   }
 }
 
-async function audit(
-  db: Db,
+function auditEvent(
   deps: AppDeps,
   caller: Caller,
   action: AuditAction,
   outcome: AuditOutcome,
   credential: { id?: string | null; name?: string | null },
   detail?: string,
-) {
-  await recordAuditEvent(db, {
+): AuditEvent {
+  return {
     at: deps.clock.now().toISOString(),
     tenantId: caller.tenantId,
     apiKeyId: caller.apiKeyId,
@@ -57,25 +56,17 @@ async function audit(
     credentialId: credential.id ?? null,
     credentialName: credential.name ?? null,
     detail: detail ?? null,
-  });
+  };
 }
 
-function auditSoon(
-  deps: AppDeps,
-  caller: Caller,
-  action: AuditAction,
-  outcome: AuditOutcome,
-  credential: { id?: string | null; name?: string | null },
-) {
-  recordAuditEventSoon(deps.db, {
-    at: deps.clock.now().toISOString(),
-    tenantId: caller.tenantId,
-    apiKeyId: caller.apiKeyId,
-    action,
-    outcome,
-    credentialId: credential.id ?? null,
-    credentialName: credential.name ?? null,
-  });
+/** Audits a change inside its transaction. */
+async function audit(db: Db, ...event: Parameters<typeof auditEvent>) {
+  await recordAuditEvent(db, auditEvent(...event));
+}
+
+/** Audits a read after the response, batched (see recordAuditEventSoon). */
+function auditSoon(...event: Parameters<typeof auditEvent>) {
+  recordAuditEventSoon(event[0].db, auditEvent(...event));
 }
 
 /**

@@ -47,7 +47,7 @@ export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined
  * The one place that picks the SQLite driver by runtime: bun:sqlite under
  * Bun (Bun refuses better-sqlite3), better-sqlite3@12 under Node.
  */
-async function openRaw(path: string): Promise<{ db: SqliteDatabase; exec: (sql: string) => void; reader: () => Reader }> {
+async function openRaw(path: string, busyTimeoutMs: number): Promise<{ db: SqliteDatabase; exec: (sql: string) => void; reader: () => Reader }> {
   if (isBun) {
     const { Database: BunDatabase } = await import("bun:sqlite");
     const raw = new BunDatabase(path, { create: true });
@@ -57,7 +57,7 @@ async function openRaw(path: string): Promise<{ db: SqliteDatabase; exec: (sql: 
       reader() {
         const conn = new BunDatabase(path);
         conn.run("PRAGMA query_only = ON");
-        conn.run("PRAGMA busy_timeout = 5000");
+        conn.run(`PRAGMA busy_timeout = ${Math.floor(busyTimeoutMs)}`);
         return {
           get: <T>(sql: string, params: readonly unknown[]) => (conn.query(sql).get(...(params as never[])) as T | null) ?? undefined,
           close: () => conn.close(),
@@ -92,7 +92,7 @@ async function openRaw(path: string): Promise<{ db: SqliteDatabase; exec: (sql: 
     reader() {
       const conn = new BetterSqlite(path);
       conn.pragma("query_only = ON");
-      conn.pragma("busy_timeout = 5000");
+      conn.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
       const cache = new Map<string, { get(...params: unknown[]): unknown }>();
       return {
         get<T>(sql: string, params: readonly unknown[]) {
@@ -171,7 +171,7 @@ export async function openDatabase(options: OpenOptions): Promise<Db> {
     mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
     writeFileSync(options.path, "", { mode: 0o600 });
   }
-  const { db: raw, exec, reader: openReader } = await openRaw(options.path);
+  const { db: raw, exec, reader: openReader } = await openRaw(options.path, options.busyTimeoutMs);
   applyPragmas(exec, options);
   // :memory: is private to its connection: no second one can read it.
   const reader = options.path === ":memory:" ? undefined : openReader();
