@@ -79,9 +79,22 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
         await store.db.destroy();
         throw error;
       }
-      const server = await startServer(config, store, requestLogger(io), { workflowsDir: workflowsDirOf(io, config), watchWorkflows: true });
+      const workflowsDir = workflowsDirOf(io, config);
+      const server = await startServer(config, store, requestLogger(io), { workflowsDir, watchWorkflows: true });
+      const loaded = server.workflows.list();
+      const ready = loaded.filter((w) => w.status === "ready").length;
       io.err(
-        devBanner({ version: VERSION_STRING, url: server.url, cwd: io.cwd, paths, keyId: keyring.current.id, newKey, generatedKey: master.generated }),
+        devBanner({
+          version: VERSION_STRING,
+          url: server.url,
+          cwd: io.cwd,
+          paths,
+          keyId: keyring.current.id,
+          newKey,
+          generatedKey: master.generated,
+          workflowsDir,
+          workflows: { ready, failed: loaded.length - ready },
+        }),
       );
       return serveUntilStopped(io, server);
     },

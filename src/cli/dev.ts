@@ -71,8 +71,13 @@ export function devBanner(options: {
   keyId: string;
   newKey: string | undefined;
   generatedKey: boolean;
+  workflowsDir: string;
+  workflows: { ready: number; failed: number };
 }): string {
-  const rel = (p: string) => relative(options.cwd, p) || p;
+  const rel = (p: string) => {
+    const r = relative(options.cwd, p);
+    return r === "" || r.startsWith("..") ? p : r;
+  };
   const keyFile = rel(options.paths.apiKey);
   const lines = [
     `${options.version}: development mode`,
@@ -80,6 +85,8 @@ export function devBanner(options: {
     `  database     ${rel(options.paths.db)}`,
     `  master key   ${options.keyId}${options.generatedKey ? ` (new, saved in ${rel(options.paths.masterKey)})` : ""}`,
     `  tenant       ${DEV_TENANT}`,
+    `  workflows    ${rel(options.workflowsDir)}: ${options.workflows.ready} ready${options.workflows.failed ? `, ${options.workflows.failed} failed` : ""}` +
+      (options.workflows.ready + options.workflows.failed === 0 ? " (try UNDERSTUDY_WORKFLOWS_DIR=examples/workflows)" : " (reloaded on change)"),
     options.newKey
       ? `  API key      ${options.newKey}\n               (shown once; saved in ${keyFile})`
       : `  API key      in ${keyFile}`,
