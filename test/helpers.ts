@@ -80,7 +80,7 @@ export async function startTestServer(
   const log = memoryLogger();
   const workflows = WorkflowRegistry.fromDefinitions(options.workflows ?? [], log);
   const runner = new Runner({ db: store.db, vault: store.vault, workflows, config, clock, log });
-  const deps: AppDeps = { db: store.db, vault: store.vault, config, clock, newId: randomId, log, nowMs: options.nowMs, workflows, runner };
+  const deps: AppDeps = { db: store.db, vault: store.vault, config, clock, newId: randomId, log, nowMs: options.nowMs, workflows, runner, jobEndHooks: [] };
   const app = createApp(deps);
   const server = await listen(app, { hostname: "127.0.0.1", port: 0, maxBodyBytes: config.maxBodyBytes });
   const alpha = await createTenant(store.db, clock, randomId, "alpha");

@@ -3,6 +3,7 @@ import type { Clock, IdSource } from "../clock";
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
+import type { JobEndHook } from "../jobs/lifecycle";
 import type { Vault } from "../vault/vault";
 import type { WorkflowRegistry } from "../workflows/registry";
 
@@ -21,6 +22,8 @@ export interface AppDeps {
   config: Pick<Config, "maxBodyBytes" | "maxValueBytes" | "rateLimit" | "requestLog">;
   workflows: WorkflowRegistry;
   runner: RunnerHandle;
+  /** Run inside the transaction that ends each job (webhooks, schedules). */
+  jobEndHooks: readonly JobEndHook[];
   clock: Clock;
   newId: IdSource;
   log: Logger;

@@ -1,6 +1,8 @@
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
+import type { Db } from "../store/database";
+import { finishJob } from "./lifecycle";
 import * as store from "./store";
 
 export interface CreateJobInput {
@@ -29,7 +31,7 @@ const HOSTED_ONLY: [keyof CreateJobInput, string][] = [
   ["credential_id", "credential_id is a Libretto Cloud option; Understudy injects the credentials the workflow declares."],
 ];
 
-export function findRunnableWorkflow(deps: AppDeps, name: string) {
+export function findRunnableWorkflow(deps: Pick<AppDeps, "workflows">, name: string) {
   const registered = deps.workflows.get(name);
   if (!registered) {
     throw new AppError("NOT_FOUND", `Workflow "${name}" not found. List the deployed workflows with /v1/workflows/list.`);
@@ -42,12 +44,26 @@ export function findRunnableWorkflow(deps: AppDeps, name: string) {
   return { ...registered, definition: registered.definition };
 }
 
-/**
- * Queues a job. The references to the stored credentials it will use are
- * written in the same transaction, so from this commit on those credentials
- * cannot be deleted until the job ends.
- */
+/** Queues a job for an API caller, then wakes the runner. */
 export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobInput) {
+  const queued = await deps.db.transaction().execute((trx) => insertQueuedJob(deps, trx, caller.tenantId, input));
+  deps.runner.wake();
+  return queued;
+}
+
+/**
+ * Inserts a queued job in the caller's transaction (the API's, or the
+ * scheduler's). The references to the stored credentials it will use are
+ * written in the same transaction, so from its commit on those credentials
+ * cannot be deleted until the job ends. Throws an AppError for an unknown or
+ * failed workflow and for a malformed params.credentials.
+ */
+export async function insertQueuedJob(
+  deps: Pick<AppDeps, "workflows" | "vault" | "clock" | "newId">,
+  trx: Db,
+  tenantId: string,
+  input: CreateJobInput,
+): Promise<{ id: string; workflow: string }> {
   const workflow = findRunnableWorkflow(deps, input.workflow);
   const { credentials: given, ...params } = input.params;
   const declared = workflow.definition.credentials;
@@ -78,50 +94,47 @@ export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobI
     disable_default_proxy: input.disable_default_proxy,
     credential_id: input.credential_id,
   };
-  await deps.db.transaction().execute(async (trx) => {
-    const sealedParamsCredentials =
-      fromCaller !== undefined
-        ? await deps.vault.sealForTenant(trx, caller.tenantId, jobParamsCredentialsContext(id), JSON.stringify(fromCaller))
-        : null;
-    const sealedCallbackSecret = input.callback_secret
-      ? await deps.vault.sealForTenant(trx, caller.tenantId, `job/${id}/callback-secret`, input.callback_secret)
+  const sealedParamsCredentials =
+    fromCaller !== undefined
+      ? await deps.vault.sealForTenant(trx, tenantId, jobParamsCredentialsContext(id), JSON.stringify(fromCaller))
       : null;
-    await store.insertJob(trx, {
-      id,
-      tenant_id: caller.tenantId,
-      workflow: workflow.name,
-      workflow_id: workflow.workflowId,
-      deployment_id: workflow.deploymentId,
-      deployment_version: workflow.deploymentVersion,
-      params: JSON.stringify(params),
-      sealed_params_credentials: sealedParamsCredentials,
-      status: "queued",
-      failure_class: null,
-      result: null,
-      error: null,
-      mapped_stack: null,
-      nonce: input.nonce ?? null,
-      timeout_seconds: input.timeout_seconds,
-      options: JSON.stringify(options),
-      callback_url: input.callback_url ?? null,
-      sealed_callback_secret: sealedCallbackSecret,
-      skip_callbacks: input.skip_callbacks ? 1 : 0,
-      schedule_id: input.schedule_id ?? null,
-      created_at: at,
-      started_at: null,
-      completed_at: null,
-      cancel_requested_at: null,
-    });
-    const wanted = declared.filter((name) => !callerNames.includes(name));
-    const stored = await store.findCredentialIdsByName(trx, caller.tenantId, wanted);
-    await store.insertReferences(trx, caller.tenantId, id, stored.map((c) => c.id), at);
-    const notes = HOSTED_ONLY.filter(([field]) => input[field] !== undefined && input[field] !== false && input[field] !== null);
-    await store.insertJobLogs(
-      trx,
-      notes.map(([, message]) => ({ job_id: id, tenant_id: caller.tenantId, workflow: workflow.name, level: "info", message, timestamp: at })),
-    );
+  const sealedCallbackSecret = input.callback_secret
+    ? await deps.vault.sealForTenant(trx, tenantId, `job/${id}/callback-secret`, input.callback_secret)
+    : null;
+  await store.insertJob(trx, {
+    id,
+    tenant_id: tenantId,
+    workflow: workflow.name,
+    workflow_id: workflow.workflowId,
+    deployment_id: workflow.deploymentId,
+    deployment_version: workflow.deploymentVersion,
+    params: JSON.stringify(params),
+    sealed_params_credentials: sealedParamsCredentials,
+    status: "queued",
+    failure_class: null,
+    result: null,
+    error: null,
+    mapped_stack: null,
+    nonce: input.nonce ?? null,
+    timeout_seconds: input.timeout_seconds,
+    options: JSON.stringify(options),
+    callback_url: input.callback_url ?? null,
+    sealed_callback_secret: sealedCallbackSecret,
+    skip_callbacks: input.skip_callbacks ? 1 : 0,
+    schedule_id: input.schedule_id ?? null,
+    created_at: at,
+    started_at: null,
+    completed_at: null,
+    cancel_requested_at: null,
   });
-  deps.runner.wake();
+  const wanted = declared.filter((name) => !callerNames.includes(name));
+  const stored = await store.findCredentialIdsByName(trx, tenantId, wanted);
+  await store.insertReferences(trx, tenantId, id, stored.map((c) => c.id), at);
+  const notes = HOSTED_ONLY.filter(([field]) => input[field] !== undefined && input[field] !== false && input[field] !== null);
+  await store.insertJobLogs(
+    trx,
+    notes.map(([, message]) => ({ job_id: id, tenant_id: tenantId, workflow: workflow.name, level: "info", message, timestamp: at })),
+  );
   return { id, workflow: workflow.name };
 }
 
@@ -142,7 +155,7 @@ export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Prom
     const row = await store.findJob(trx, caller.tenantId, id);
     if (!row) throw jobNotFound(id);
     if (row.status === "queued") {
-      await store.endJob(trx, id, ["queued"], {
+      await finishJob(trx, deps.jobEndHooks, id, ["queued"], {
         status: "cancelled",
         failure_class: "cancelled",
         result: null,
@@ -150,7 +163,6 @@ export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Prom
         mapped_stack: null,
         completed_at: at,
       });
-      await store.releaseJobReferences(trx, id);
       return "cancelled" as const;
     }
     if (store.TERMINAL.includes(row.status as store.JobStatus)) {

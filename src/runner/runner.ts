@@ -2,6 +2,7 @@ import { recordAuditEvent } from "../audit/store";
 import type { Clock } from "../clock";
 import type { Config } from "../config";
 import { openStoredValue } from "../credentials/service";
+import { finishJob, type JobEndHook } from "../jobs/lifecycle";
 import * as jobs from "../jobs/store";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
@@ -11,6 +12,8 @@ import { executeWorkflow, type ExecuteOutcome, type LogLevel, type StopReason } 
 import type { Secret } from "./redactor";
 
 export interface RunnerDeps {
+  /** Run inside the transaction that ends each job (webhooks, schedules). */
+  jobEndHooks?: readonly JobEndHook[];
   db: Db;
   vault: Vault;
   workflows: WorkflowRegistry;
@@ -80,7 +83,7 @@ export class Runner {
       const ids = await jobs.orphanedJobIds(trx);
       const at = clock.now().toISOString();
       for (const id of ids) {
-        await jobs.endJob(trx, id, ["running", "starting_browser"], {
+        await finishJob(trx, this.#deps.jobEndHooks ?? [], id, ["running", "starting_browser"], {
           status: "failed",
           failure_class: "interrupted",
           result: null,
@@ -88,7 +91,6 @@ export class Runner {
           mapped_stack: null,
           completed_at: at,
         });
-        await jobs.releaseJobReferences(trx, id);
       }
       if (ids.length > 0) this.#deps.log.log("warn", "ended jobs interrupted by a previous stop", { count: ids.length });
       return ids.length;
@@ -225,7 +227,7 @@ export class Runner {
     try {
       await logs.close();
       await db.transaction().execute(async (trx) => {
-        await jobs.endJob(trx, row.id, ["running", "starting_browser"], {
+        await finishJob(trx, this.#deps.jobEndHooks ?? [], row.id, ["running", "starting_browser"], {
           status: outcome.status,
           failure_class: outcome.status === "completed" ? null : outcome.failureClass,
           result: outcome.status === "completed" ? JSON.stringify(outcome.result) : null,
@@ -233,7 +235,6 @@ export class Runner {
           mapped_stack: outcome.status === "completed" ? null : outcome.mappedStack,
           completed_at: clock.now().toISOString(),
         });
-        await jobs.releaseJobReferences(trx, row.id);
       });
     } catch (error) {
       log.log("error", "could not record the end of a job", { job_id: row.id, error: error instanceof Error ? error.message : "error" });

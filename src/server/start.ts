@@ -5,6 +5,7 @@ import { createApp } from "../http/app";
 import type { Logger } from "../log";
 import { openDatabase, type Db } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
+import type { JobEndHook } from "../jobs/lifecycle";
 import { Runner } from "../runner/runner";
 import { Vault, type Keyring } from "../vault/vault";
 import { WorkflowRegistry } from "../workflows/registry";
@@ -45,7 +46,8 @@ export async function startServer(
 ): Promise<RunningServer> {
   const clock = options.clock ?? systemClock;
   const workflows = options.workflows ?? (await WorkflowRegistry.load(options.workflowsDir, log));
-  const runner = new Runner({ db: store.db, vault: store.vault, workflows, config, clock, log });
+  const jobEndHooks: JobEndHook[] = [];
+  const runner = new Runner({ db: store.db, vault: store.vault, workflows, config, clock, log, jobEndHooks });
   await runner.recoverInterrupted();
   const app = createApp({
     db: store.db,
@@ -56,6 +58,7 @@ export async function startServer(
     log,
     workflows,
     runner,
+    jobEndHooks,
   });
   const listening = await listen(app, { ...config.listen, maxBodyBytes: config.maxBodyBytes });
   runner.start();
