@@ -32,6 +32,20 @@ export interface Config {
     readonly pollMs: number;
   };
   readonly chromiumPath: string | undefined;
+  readonly webhooks: {
+    /**
+     * Loopback and private addresses are refused as targets unless this is
+     * on; undefined (not set) means the command's default: off for serve, on for dev.
+     */
+    readonly allowPrivate: boolean | undefined;
+    readonly timeoutMs: number;
+    /** Delay before each attempt, in ms: the first is immediate; past the last, the delivery has failed. */
+    readonly retryScheduleMs: readonly number[];
+  };
+  readonly schedules: {
+    /** How often the scheduler looks for due schedules. */
+    readonly tickMs: number;
+  };
 }
 
 /** The variables Understudy reads, with their defaults, for `--help` and the README. */
@@ -56,6 +70,10 @@ export const ENVIRONMENT = {
   UNDERSTUDY_MAX_RESULT_BYTES: "1048576",
   UNDERSTUDY_RUNNER_POLL_MS: "1000",
   UNDERSTUDY_CHROMIUM_PATH: "(chromium on PATH)",
+  UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: "off (dev: on)",
+  UNDERSTUDY_WEBHOOK_TIMEOUT_MS: "15000",
+  UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: "0,5000,300000,1800000,7200000,18000000,36000000,36000000",
+  UNDERSTUDY_SCHEDULER_TICK_MS: "1000",
 } as const;
 
 const positiveInt = (what: string) =>
@@ -111,6 +129,15 @@ const envSchema = z.object({
   UNDERSTUDY_MAX_RESULT_BYTES: positiveInt("bytes").default(1024 * 1024),
   UNDERSTUDY_RUNNER_POLL_MS: positiveInt("milliseconds").default(1000),
   UNDERSTUDY_CHROMIUM_PATH: z.string().trim().min(1, "must be a file path").optional(),
+  UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: onOff.optional(),
+  UNDERSTUDY_WEBHOOK_TIMEOUT_MS: positiveInt("milliseconds").default(15_000),
+  UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: z
+    .string()
+    .trim()
+    .regex(/^\d+(,\d+)*$/, "must be a comma-separated list of delays in milliseconds, e.g. 0,5000,300000")
+    .transform((v) => v.split(",").map(Number))
+    .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
+  UNDERSTUDY_SCHEDULER_TICK_MS: positiveInt("milliseconds").default(1000),
 });
 
 type Env = Record<string, string | undefined>;
@@ -159,6 +186,12 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       pollMs: v.UNDERSTUDY_RUNNER_POLL_MS,
     }),
     chromiumPath: v.UNDERSTUDY_CHROMIUM_PATH,
+    webhooks: Object.freeze({
+      allowPrivate: v.UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: v.UNDERSTUDY_WEBHOOK_TIMEOUT_MS,
+      retryScheduleMs: Object.freeze(v.UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS),
+    }),
+    schedules: Object.freeze({ tickMs: v.UNDERSTUDY_SCHEDULER_TICK_MS }),
   });
 }
 

@@ -1,17 +1,15 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { flushAuditEvents } from "../src/audit/store";
 import { systemClock, randomId, type Clock } from "../src/clock";
 import { loadConfig, type Config } from "../src/config";
-import { createApp, apiRoutes } from "../src/http/app";
+import { apiRoutes } from "../src/http/app";
 import type { AppDeps, RunnerHandle } from "../src/http/route";
 import { Runner } from "../src/runner/runner";
 import type { WorkflowDefinition } from "../src/workflows/define";
 import { WorkflowRegistry } from "../src/workflows/registry";
 import { memoryLogger } from "../src/log";
-import { listen } from "../src/server/listen";
-import { openStore } from "../src/server/start";
+import { openStore, startServer, type RunningServer } from "../src/server/start";
 import type { Db } from "../src/store/database";
 import { createApiKey, createTenant } from "../src/tenants/service";
 import { generateMasterKey, toMasterKey } from "../src/vault/master-key";
@@ -46,6 +44,8 @@ export interface TestServer {
   dbPath: string;
   masterKey: string;
   runner: Runner;
+  /** The running server (its workers: runner, deliveries, scheduler). */
+  server: RunningServer;
   /** API keys of two tenants, "alpha" and "beta". */
   keys: { alpha: string; beta: string };
   tenants: { alpha: string; beta: string };
@@ -74,22 +74,25 @@ export async function startTestServer(
   const dir = tempDir();
   const dbPath = join(dir.path, "understudy.db");
   const master = newMasterKey();
-  const config: Config = loadConfig({ UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0", ...options.env });
+  const config: Config = loadConfig({ UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0", UNDERSTUDY_LISTEN: "127.0.0.1:0", ...options.env });
   const clock = options.clock ?? systemClock;
   const store = await openStore(config, dbPath, { current: toMasterKey(master.bytes) }, clock);
   const log = memoryLogger();
-  const workflows = WorkflowRegistry.fromDefinitions(options.workflows ?? [], log);
-  const runner = new Runner({ db: store.db, vault: store.vault, workflows, config, clock, log });
-  const deps: AppDeps = { db: store.db, vault: store.vault, config, clock, newId: randomId, log, nowMs: options.nowMs, workflows, runner, jobEndHooks: [] };
-  const app = createApp(deps);
-  const server = await listen(app, { hostname: "127.0.0.1", port: 0, maxBodyBytes: config.maxBodyBytes });
+  // The same wiring as `understudy serve`, on a free port, with workflows handed in.
+  const server = await startServer(config, store, log, {
+    workflowsDir: join(dir.path, "workflows"),
+    workflows: WorkflowRegistry.fromDefinitions(options.workflows ?? [], log),
+    clock,
+    nowMs: options.nowMs,
+    runnerPaused: options.runnerPaused,
+  });
+  const { deps, runner } = server;
   const alpha = await createTenant(store.db, clock, randomId, "alpha");
   const beta = await createTenant(store.db, clock, randomId, "beta");
   const keys = {
     alpha: (await createApiKey(store.db, clock, randomId, alpha.id)).key,
     beta: (await createApiKey(store.db, clock, randomId, beta.id)).key,
   };
-  if (!options.runnerPaused) runner.start();
   return {
     url: server.url,
     db: store.db,
@@ -97,6 +100,7 @@ export async function startTestServer(
     dbPath,
     masterKey: master.text,
     runner,
+    server,
     keys,
     tenants: { alpha: alpha.id, beta: beta.id },
     logs: log.lines,
@@ -119,10 +123,7 @@ export async function startTestServer(
       return { status: response.status, headers: response.headers, body: parsed, text };
     },
     async close() {
-      await server.stop();
-      await runner.shutdown();
-      await flushAuditEvents(store.db);
-      await store.db.destroy();
+      await server.close();
       dir.remove();
     },
   };

@@ -80,7 +80,11 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
         throw error;
       }
       const workflowsDir = workflowsDirOf(io, config);
-      const server = await startServer(config, store, requestLogger(io), { workflowsDir, watchWorkflows: true });
+      const server = await startServer(config, store, requestLogger(io), {
+        workflowsDir,
+        watchWorkflows: true,
+        allowPrivateWebhooksByDefault: true,
+      });
       const loaded = server.workflows.list();
       const ready = loaded.filter((w) => w.status === "ready").length;
       io.err(

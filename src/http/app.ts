@@ -3,6 +3,8 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { credentialRoutes } from "../credentials/routes";
 import { jobRoutes } from "../jobs/routes";
+import { scheduleRoutes } from "../schedules/routes";
+import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
 import { AppError } from "../errors";
 import { VERSION } from "../version";
@@ -13,7 +15,13 @@ import { RateLimiter } from "./rate-limit";
 import type { AppDeps, Caller, RouteDef } from "./route";
 
 /** Every API route. Later capabilities add theirs here; the shared test suites iterate this list. */
-export const apiRoutes: readonly RouteDef[] = [...credentialRoutes, ...jobRoutes, ...workflowRoutes] as unknown as RouteDef[];
+export const apiRoutes: readonly RouteDef[] = [
+  ...credentialRoutes,
+  ...jobRoutes,
+  ...workflowRoutes,
+  ...webhookRoutes,
+  ...scheduleRoutes,
+] as unknown as RouteDef[];
 
 /** Builds the Hono app. It never listens: tests, the binary and the Node entry all serve this. */
 export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes): Hono {

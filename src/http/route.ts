@@ -7,6 +7,14 @@ import type { JobEndHook } from "../jobs/lifecycle";
 import type { Vault } from "../vault/vault";
 import type { WorkflowRegistry } from "../workflows/registry";
 
+/** What the API needs of the webhook delivery worker. */
+export interface WebhookHandle {
+  /** Whether loopback and private addresses may be webhook targets (UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE; dev: yes). */
+  readonly allowPrivate: boolean;
+  /** Deliveries are due (e.g. a redeliver): send them now. */
+  wake(): void;
+}
+
 /** What the API needs of the job runner. */
 export interface RunnerHandle {
   /** A job was queued: claim it if a slot is free. */
@@ -24,6 +32,7 @@ export interface AppDeps {
   runner: RunnerHandle;
   /** Run inside the transaction that ends each job (webhooks, schedules). */
   jobEndHooks: readonly JobEndHook[];
+  webhooks: WebhookHandle;
   clock: Clock;
   newId: IdSource;
   log: Logger;

@@ -140,4 +140,74 @@ export const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  "0003_webhooks_schedules": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("webhook_endpoints")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("url", "text", (c) => c.notNull())
+        .addColumn("sealed_secret", "blob", (c) => c.notNull())
+        .addColumn("description", "text")
+        .addColumn("active", "integer", (c) => c.notNull())
+        .addColumn("disabled_reason", "text")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("webhook_endpoints_tenant").on("webhook_endpoints").columns(["tenant_id", "created_at"]).execute();
+
+      // The outbox: one row per delivery to one URL, written in the transaction
+      // that ends the job. endpoint_id is null for a job's own callback_url.
+      await db.schema
+        .createTable("webhook_deliveries")
+        .addColumn("seq", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("id", "text", (c) => c.notNull().unique())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("job_id", "text", (c) => c.notNull())
+        .addColumn("endpoint_id", "text")
+        .addColumn("url", "text", (c) => c.notNull())
+        .addColumn("event", "text", (c) => c.notNull())
+        .addColumn("payload", "text", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("attempts", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("next_attempt_at", "text")
+        .addColumn("last_status_code", "integer")
+        .addColumn("last_error", "text")
+        .addColumn("last_duration_ms", "integer")
+        .addColumn("response_excerpt", "text")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .addColumn("completed_at", "text")
+        .execute();
+      await db.schema.createIndex("webhook_deliveries_due").on("webhook_deliveries").columns(["status", "next_attempt_at"]).execute();
+      await db.schema.createIndex("webhook_deliveries_tenant").on("webhook_deliveries").columns(["tenant_id", "seq"]).execute();
+
+      await db.schema
+        .createTable("schedules")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("workflow", "text", (c) => c.notNull())
+        .addColumn("params", "text", (c) => c.notNull())
+        .addColumn("sealed_params_credentials", "blob")
+        .addColumn("cron_expr", "text", (c) => c.notNull())
+        .addColumn("timezone", "text", (c) => c.notNull())
+        .addColumn("timeout_seconds", "integer", (c) => c.notNull())
+        .addColumn("options", "text", (c) => c.notNull())
+        .addColumn("callback_url", "text")
+        .addColumn("sealed_callback_secret", "blob")
+        .addColumn("skip_callbacks", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("enabled", "integer", (c) => c.notNull())
+        .addColumn("overlap_policy", "text", (c) => c.notNull())
+        .addColumn("next_fire_at", "text")
+        .addColumn("last_fire_at", "text")
+        .addColumn("last_job_id", "text")
+        .addColumn("last_error", "text")
+        .addColumn("consecutive_failures", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("schedules_due").on("schedules").columns(["enabled", "next_fire_at"]).execute();
+      await db.schema.createIndex("schedules_tenant").on("schedules").columns(["tenant_id", "created_at"]).execute();
+    },
+  },
 };

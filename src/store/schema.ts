@@ -12,6 +12,9 @@ export interface Database {
   jobs: JobsTable;
   job_logs: JobLogsTable;
   tenant_settings: TenantSettingsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  schedules: SchedulesTable;
 }
 
 export interface TenantsTable {
@@ -128,3 +131,69 @@ export interface TenantSettingsTable {
 }
 
 export type JobRow = Selectable<JobsTable>;
+
+export interface WebhookEndpointsTable {
+  id: string;
+  tenant_id: string;
+  url: string;
+  /** The signing secret, sealed by the vault. */
+  sealed_secret: Uint8Array;
+  description: string | null;
+  active: number;
+  /** Why the server turned it off (e.g. the receiver answered 410). */
+  disabled_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface WebhookDeliveriesTable {
+  seq: Generated<number>;
+  /** Also the Standard Webhooks webhook-id: stable across retries. */
+  id: string;
+  tenant_id: string;
+  job_id: string;
+  /** Null for a job's own callback_url (its secret is the job's). */
+  endpoint_id: string | null;
+  url: string;
+  event: string;
+  /** The JSON body, fixed when the job ends (delivered_at is set per attempt). */
+  payload: string;
+  /** pending | succeeded | failed */
+  status: string;
+  attempts: number;
+  next_attempt_at: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  last_duration_ms: number | null;
+  response_excerpt: string | null;
+  created_at: string;
+  updated_at: string;
+  completed_at: string | null;
+}
+
+export interface SchedulesTable {
+  id: string;
+  tenant_id: string;
+  workflow: string;
+  /** JSON of the params without `credentials` (those are sealed). */
+  params: string;
+  sealed_params_credentials: Uint8Array | null;
+  cron_expr: string;
+  timezone: string;
+  timeout_seconds: number;
+  /** JSON: start_url, viewport, gpu, residential_proxy, disable_default_proxy. */
+  options: string;
+  callback_url: string | null;
+  sealed_callback_secret: Uint8Array | null;
+  skip_callbacks: number;
+  enabled: number;
+  /** skip | allow */
+  overlap_policy: string;
+  next_fire_at: string | null;
+  last_fire_at: string | null;
+  last_job_id: string | null;
+  last_error: string | null;
+  consecutive_failures: number;
+  created_at: string;
+  updated_at: string;
+}

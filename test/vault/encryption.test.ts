@@ -44,6 +44,7 @@ async function appOn(dbPath: string, key: Uint8Array, previous?: Uint8Array) {
     workflows: WorkflowRegistry.fromDefinitions([], silentLogger),
     runner: idleRunner,
     jobEndHooks: [],
+    webhooks: { allowPrivate: false, wake() {} },
   });
   const call = async (path: string, apiKey: string, body: unknown) => {
     const response = await app.request(path, { method: "POST", headers: { "x-api-key": apiKey }, body: JSON.stringify(body) });
