@@ -11,6 +11,8 @@
 import { expect } from "bun:test";
 import { workflow } from "../../src/workflows/define";
 import { uniqueName, type TestResponse, type TestServer } from "../helpers";
+import { scheduleFixtures } from "./fixtures/schedules";
+import { webhookFixtures } from "./fixtures/webhooks";
 import { expectError, expectOk, UUID } from "./wire";
 
 export type Tenant = "alpha" | "beta";
@@ -505,4 +507,7 @@ export const routeFixtures: Record<string, RouteFixture> = {
       };
     },
   },
+  // Each capability keeps its own fixtures in ./fixtures/, merged here.
+  ...webhookFixtures,
+  ...scheduleFixtures,
 };
