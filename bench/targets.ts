@@ -20,6 +20,8 @@ export interface Target {
   /** How the figure and the limit are shown. */
   format: (value: number) => string;
   measure(m: Measurements): number | undefined;
+  /** A related figure shown beside the actual one, held to no limit. */
+  aside?(m: Measurements): string | undefined;
 }
 
 export interface TargetOutcome {
@@ -36,12 +38,21 @@ export const ratio = (value: number) => value.toFixed(2);
 export const ms = (value: number) => `${value.toFixed(value < 10 ? 1 : 0)} ms`;
 export const megabytes = (bytes: number) => `${(bytes / MB).toFixed(1)} MB`;
 
-/** Throughput of a scenario as a share of the ceiling's. */
+export const tenthMs = (value: number) => `${value.toFixed(1)} ms`;
+export const jobsPerSecond = (value: number) => `${Math.round(value).toLocaleString("en-US")} jobs/s`;
+
+/** Throughput of an HTTP scenario as a share of the ceiling's. */
 export function shareOfCeiling(m: Measurements, id: string): number | undefined {
   const scenario = m.scenarios[id];
   const ceiling = m.ceilingId ? m.scenarios[m.ceilingId] : undefined;
-  if (!scenario || !ceiling || ceiling.requestsPerSecond <= 0) return undefined;
+  if (scenario?.kind !== "http" || ceiling?.kind !== "http" || ceiling.requestsPerSecond <= 0) return undefined;
   return scenario.requestsPerSecond / ceiling.requestsPerSecond;
+}
+
+/** The figures of one scenario when it ran and is of the given kind. */
+function result<K extends ScenarioResult["kind"]>(m: Measurements, id: string, kind: K): Extract<ScenarioResult, { kind: K }> | undefined {
+  const r = m.scenarios[id];
+  return r?.kind === kind ? (r as Extract<ScenarioResult, { kind: K }>) : undefined;
 }
 
 export const targets: Target[] = [
@@ -60,7 +71,25 @@ export const targets: Target[] = [
     format: ratio,
     measure: (m) => shareOfCeiling(m, "credentials.upsert.new"),
   },
-  { name: "get p99 latency", comparison: "below", limit: 10, format: (v) => `${v} ms`, measure: (m) => m.scenarios["credentials.get"]?.latencyMs.p99 },
+  { name: "get p99 latency", comparison: "below", limit: 10, format: (v) => `${v} ms`, measure: (m) => result(m, "credentials.get", "http")?.latencyMs.p99 },
+  {
+    name: "jobs end to end (no-op + 1 credential, concurrency 4)",
+    comparison: "at least",
+    limit: 1000,
+    format: jobsPerSecond,
+    measure: (m) => result(m, "jobs.throughput", "jobs.throughput")?.jobsPerSecond,
+  },
+  {
+    name: "job start delay, idle (p50)",
+    comparison: "below",
+    limit: 10,
+    format: tenthMs,
+    measure: (m) => result(m, "jobs.start_delay", "jobs.start_delay")?.delayMs.p50,
+    aside: (m) => {
+      const r = result(m, "jobs.start_delay", "jobs.start_delay");
+      return r && `p99 ${tenthMs(r.delayMs.p99)}`;
+    },
+  },
   { name: "start-up to first /healthz 200 (median)", comparison: "below", limit: 200, format: ms, measure: (m) => m.startupMs.median },
   { name: "idle RSS", comparison: "below", limit: 80 * MB, format: megabytes, measure: (m) => m.idleRssBytes },
 ];
@@ -71,6 +100,7 @@ export function evaluateTargets(m: Measurements, list: readonly Target[] = targe
     const target = `${t.comparison === "at least" ? ">=" : "<"} ${t.format(t.limit)}`;
     if (actual === undefined || Number.isNaN(actual)) return { name: t.name, actual: undefined, target, result: "SKIPPED", display: "-" };
     const met = t.comparison === "at least" ? actual >= t.limit : actual < t.limit;
-    return { name: t.name, actual, target, result: met ? "PASS" : "MISS", display: t.format(actual) };
+    const aside = t.aside?.(m);
+    return { name: t.name, actual, target, result: met ? "PASS" : "MISS", display: aside ? `${t.format(actual)} (${aside})` : t.format(actual) };
   });
 }
