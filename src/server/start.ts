@@ -76,7 +76,7 @@ export async function startServer(
   };
   const deliveries = new DeliveryWorker(webhookDeps);
   const scheduler = new Scheduler({ db: store.db, vault: store.vault, clock, newId, log, workflows, runner, config });
-  jobEndHooks.push(webhookJobEndHook(webhookDeps), scheduleJobEndHook(scheduler.deps));
+  jobEndHooks.push(webhookJobEndHook(webhookDeps, () => deliveries.wake()), scheduleJobEndHook(scheduler.deps));
   await runner.recoverInterrupted();
   const deps: AppDeps = {
     db: store.db,
