@@ -6,10 +6,10 @@ import * as service from "./service";
 import * as store from "./store";
 
 /** Optional fields accept null as "not given": clients differ on how they send an absent value. */
-const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
+export const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
 
-const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" });
-const viewport = z.object({
+export const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" });
+export const viewport = z.object({
   width: z.number().int().min(100, "must be at least 100").max(7680, "must be at most 7680"),
   height: z.number().int().min(100, "must be at least 100").max(4320, "must be at most 4320"),
 });
