@@ -94,3 +94,11 @@ test("takeEnvironment keeps a snapshot and removes the key material from the liv
   expect(snapshot.UNDERSTUDY_MASTER_KEY).toBe(key.text);
   expect(live).toEqual({ UNDERSTUDY_LISTEN: "127.0.0.1:1" });
 });
+
+test("ids are RFC 9562 version 7 UUIDs, ordered by time", async () => {
+  const { randomId, uuidV7 } = await import("../src/clock");
+  const id = randomId();
+  expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  expect(uuidV7(1_000) < uuidV7(2_000)).toBe(true);
+  expect(uuidV7(Date.UTC(2026, 10, 26)).slice(0, 13)).toBe(`${Date.UTC(2026, 10, 26).toString(16).padStart(12, "0").slice(0, 8)}-${Date.UTC(2026, 10, 26).toString(16).padStart(12, "0").slice(8)}`);
+});
