@@ -19,9 +19,8 @@
  * within one second of its time.
  *
  * Options: --schedules N (10000) --tenants T (10) --rounds R (3) --tick-ms MS (1000)
- *          --ids v4|v7 (v4, as the server: crypto.randomUUID). v7 gives the
- *          jobs time-ordered ids, whose index inserts stay local: a what-if
- *          for switching the server's id source.
+ *          --ids v7|v4 (v7, as the server: time-ordered UUIDs, whose index
+ *          inserts stay local; v4 is the what-if of random ids).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -45,7 +44,7 @@ const { values: args } = parseArgs({
     tenants: { type: "string", default: "10" },
     rounds: { type: "string", default: "3" },
     "tick-ms": { type: "string", default: "1000" },
-    ids: { type: "string", default: "v4" },
+    ids: { type: "string", default: "v7" },
   },
 });
 const SCHEDULES = Number(args.schedules);
@@ -53,7 +52,7 @@ const TENANTS = Number(args.tenants);
 const ROUNDS = Number(args.rounds);
 const TICK_MS = Number(args["tick-ms"]);
 if (args.ids !== "v4" && args.ids !== "v7") throw new Error(`--ids must be v4 or v7, got ${args.ids}`);
-const newJobId = args.ids === "v7" ? () => Bun.randomUUIDv7() : randomId;
+const newJobId = args.ids === "v7" ? randomId : () => crypto.randomUUID();
 const ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"];
 const LEAD_MS = 1500;
 
