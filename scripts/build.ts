@@ -11,9 +11,14 @@
  *
  * `npm run build` writes both to dist/; tests and the benchmark import
  * `buildAll` to build into a directory of their own.
+ *
+ * `npm run build:release` (`--release`) cross-compiles the executable for
+ * linux-x64, linux-arm64, darwin-x64 and darwin-arm64 into dist/release/
+ * (`understudy-<os>-<arch>`) with a SHA256SUMS file; see `buildRelease`.
  */
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, join, relative, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "..");
 export const ENTRY = join(ROOT, "src", "main.ts");
@@ -57,7 +62,17 @@ function failure(what: string, logs: readonly unknown[]): Error {
   return new Error(`${what} failed:\n${logs.map((l) => `  ${String(l)}`).join("\n")}`);
 }
 
-async function buildBinary(outFile: string, commit: string): Promise<Artifact> {
+/**
+ * Builds one standalone executable. With a `target` it cross-compiles: Bun
+ * then needs its own runtime for that platform, which it downloads from the
+ * npm registry (`@oven/bun-<os>-<arch>`, honouring the configured registry)
+ * into ~/.bun/install/cache, or takes from `executablePath` when given.
+ */
+async function buildBinary(
+  outFile: string,
+  commit: string,
+  cross: { target?: Bun.Build.CompileTarget; executablePath?: string } = {},
+): Promise<Artifact> {
   const result = await Bun.build({
     entrypoints: [ENTRY],
     target: "bun",
@@ -72,6 +87,8 @@ async function buildBinary(outFile: string, commit: string): Promise<Artifact> {
     define: defines(commit),
     compile: {
       outfile: outFile,
+      ...(cross.target ? { target: cross.target } : {}),
+      ...(cross.executablePath ? { executablePath: cross.executablePath } : {}),
       // The server's configuration is its environment, read once (config.ts);
       // a .env or bunfig.toml that happens to sit in the working directory
       // must not change it silently.
@@ -80,7 +97,7 @@ async function buildBinary(outFile: string, commit: string): Promise<Artifact> {
     },
     throw: false,
   });
-  if (!result.success) throw failure("bun build --compile", result.logs);
+  if (!result.success) throw failure(`bun build --compile${cross.target ? ` --target=${cross.target}` : ""}`, result.logs);
   return { path: outFile, bytes: statSync(outFile).size };
 }
 
@@ -121,16 +138,87 @@ export async function buildAll(outDir: string = join(ROOT, "dist"), options: Bui
   return result;
 }
 
+/** The platforms `npm run build:release` cross-compiles for: release file name suffix -> Bun's compile target. */
+export const RELEASE_TARGETS = {
+  "linux-x64": "bun-linux-x64",
+  "linux-arm64": "bun-linux-arm64",
+  "darwin-x64": "bun-darwin-x64",
+  "darwin-arm64": "bun-darwin-arm64",
+} as const satisfies Record<string, Bun.Build.CompileTarget>;
+export type ReleasePlatform = keyof typeof RELEASE_TARGETS;
+export const RELEASE_DIR = join(ROOT, "dist", "release");
+export const CHECKSUMS_NAME = "SHA256SUMS";
+
+export interface ReleaseOptions {
+  /** Which platforms (default all four). */
+  platforms?: readonly ReleasePlatform[];
+  /** The commit baked into `understudy version` (default: gitCommit()). */
+  commit?: string;
+  /**
+   * A directory holding Bun runtimes named `bun-<os>-<arch>` (e.g.
+   * `bun-darwin-arm64`, the `bin/bun` of the `@oven/bun-darwin-aarch64` npm
+   * package); a platform found there is compiled against that file instead of
+   * one Bun downloads. Default: $UNDERSTUDY_BUN_RUNTIMES, else none.
+   */
+  runtimesDir?: string;
+}
+
+export interface ReleaseResult {
+  version: string;
+  commit: string;
+  binaries: (Artifact & { platform: ReleasePlatform; sha256: string })[];
+  checksums: string;
+}
+
+export function packageVersion(): string {
+  return JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
+}
+
+function sha256(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+/**
+ * Cross-compiles `understudy-<os>-<arch>` for each release platform into
+ * outDir and writes SHA256SUMS beside them (`sha256sum -c SHA256SUMS` checks it).
+ */
+export async function buildRelease(outDir: string = RELEASE_DIR, options: ReleaseOptions = {}): Promise<ReleaseResult> {
+  const platforms = options.platforms ?? (Object.keys(RELEASE_TARGETS) as ReleasePlatform[]);
+  const commit = options.commit ?? gitCommit();
+  const runtimesDir = options.runtimesDir ?? process.env.UNDERSTUDY_BUN_RUNTIMES;
+  const dir = resolve(outDir);
+  mkdirSync(dir, { recursive: true });
+  // A stale SHA256SUMS must never describe new files.
+  rmSync(join(dir, CHECKSUMS_NAME), { force: true });
+  const binaries: ReleaseResult["binaries"] = [];
+  for (const platform of platforms) {
+    const target = RELEASE_TARGETS[platform];
+    const local = runtimesDir ? join(resolve(runtimesDir), target) : undefined;
+    const outFile = join(dir, `${BINARY_NAME}-${platform}`);
+    const artifact = await buildBinary(outFile, commit, { target, executablePath: local && existsSync(local) ? local : undefined });
+    binaries.push({ ...artifact, platform, sha256: sha256(outFile) });
+  }
+  const checksums = join(dir, CHECKSUMS_NAME);
+  writeFileSync(checksums, binaries.map((b) => `${b.sha256}  ${basename(b.path)}\n`).join(""));
+  return { version: packageVersion(), commit, binaries, checksums };
+}
+
 export function formatBytes(bytes: number): string {
   if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
   if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
   return `${bytes} B`;
 }
 
-if (import.meta.main) {
+if (import.meta.main && process.argv.includes("--release")) {
+  const started = performance.now();
+  const release = await buildRelease();
+  console.log(`understudy ${release.version} (${release.commit}) release built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  for (const b of release.binaries) console.log(`  ${relative(process.cwd(), b.path).padEnd(40)} ${formatBytes(b.bytes).padStart(10)}  ${b.sha256}`);
+  console.log(`  ${relative(process.cwd(), release.checksums)}`);
+} else if (import.meta.main) {
   const started = performance.now();
   const built = await buildAll();
-  const version = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).version as string;
+  const version = packageVersion();
   console.log(`understudy ${version} (${built.commit}) built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   for (const artifact of [built.binary, built.nodeBundle]) {
     if (artifact) console.log(`  ${relative(process.cwd(), artifact.path).padEnd(24)} ${formatBytes(artifact.bytes).padStart(10)}`);

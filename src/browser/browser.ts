@@ -38,6 +38,10 @@ const LAUNCH_ARGS = [
   "--disable-sync",
   "--no-first-run",
   "--disable-quic",
+  // Chromium's own lookups (prefetch, DNS-over-HTTPS probes, network time):
+  // measured offline with strace, these cut its outbound attempts from 18 to 5.
+  "--dns-prefetch-disable",
+  "--disable-features=DnsOverHttpsUpgrade,AsyncDns,OptimizationHints,MediaRouter,NetworkTimeServiceQuerying",
 ];
 const LAUNCH_TIMEOUT_MS = 30_000;
 const CLOSE_TIMEOUT_MS = 5_000;
