@@ -7,6 +7,8 @@ import { scheduleRoutes } from "../schedules/routes";
 import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
 import { AppError } from "../errors";
+import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
+import { mountMetrics } from "../metrics/routes";
 import { VERSION } from "../version";
 import { authenticate } from "./auth";
 import { errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
@@ -40,6 +42,7 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
     }
   });
   app.get("/v1/openapi.json", (c) => c.body(openapi, 200, { "content-type": "application/json" }));
+  mountMetrics(app, deps.db);
 
   app.all("*", async (c) => {
     const started = performance.now();
@@ -100,6 +103,10 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
       status = error.status;
       response = c.json(wrap(enveloped, errorBody(error)) as object, error.status as 400, error.headers);
     }
+    // The route label is the route table's path or "unmatched", never the raw path: bounded cardinality.
+    const routeLabel = byPath.has(c.req.path) ? c.req.path : "unmatched";
+    httpRequests.inc({ route: routeLabel, method: methodLabel(c.req.method), status: String(status) });
+    httpRequestDuration.observe({ route: routeLabel }, (performance.now() - started) / 1000);
     if (deps.config.requestLog) {
       deps.log.log("info", "request", {
         request_id: requestId,

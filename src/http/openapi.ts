@@ -45,6 +45,7 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
   for (const [path, description] of [
     ["/healthz", "The process is alive."],
     ["/readyz", "The database is reachable and the master key verified."],
+    ["/metrics", "Prometheus metrics (text format 0.0.4); unauthenticated, no tenant data."],
   ] as const) {
     paths[path] = { get: { summary: description, responses: { "200": { description }, "503": { description: "Not ready." } } } };
   }

@@ -6,6 +6,7 @@ import type { JobEndHook } from "../jobs/lifecycle";
 import { insertQueuedJob, insertQueuedJobs, type CreateJobInput } from "../jobs/service";
 import { ACTIVE, type JobStatus } from "../jobs/store";
 import type { Logger } from "../log";
+import { scheduleLag } from "../metrics/registry";
 import type { Db } from "../store/database";
 import { IntegrityError, type Vault } from "../vault/vault";
 import type { WorkflowRegistry } from "../workflows/registry";
@@ -172,6 +173,7 @@ export class Scheduler {
     const total: TickResult = { fired: 0, skipped: 0, failed: 0 };
     for (;;) {
       const result = { fired: 0, skipped: 0, failed: 0, due: 0 };
+      const lagsSeconds: number[] = [];
       await this.deps.db.transaction().execute(async (trx) => {
         const due = await store.dueSchedules(trx, nowIso, FIRES_PER_TRANSACTION);
         result.due = due.length;
@@ -214,9 +216,12 @@ export class Scheduler {
           if ("error" in outcome) return cannotQueue(row, next_fire_at, outcome.error);
           result.fired++;
           records.push({ id: row.id, next_fire_at, fired_at: firedAt, job_id: outcome.id });
+          if (row.next_fire_at) lagsSeconds.push((Date.parse(firedAt) - Date.parse(row.next_fire_at)) / 1000);
         });
         await store.recordFires(trx, records);
       });
+      // Observed after commit: a rolled-back batch fired nothing.
+      for (const lag of lagsSeconds) scheduleLag.observe({}, Math.max(0, lag));
       if (result.fired > 0) this.deps.runner.wake();
       total.fired += result.fired;
       total.skipped += result.skipped;

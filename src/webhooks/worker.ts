@@ -2,6 +2,7 @@ import type { Clock, IdSource } from "../clock";
 import type { Config } from "../config";
 import type { JobEndHook } from "../jobs/lifecycle";
 import * as jobs from "../jobs/store";
+import { webhookDeliveries } from "../metrics/registry";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
 import { IntegrityError, type Vault } from "../vault/vault";
@@ -257,8 +258,10 @@ export class DeliveryWorker {
       await store.releaseDelivery(db, delivery.id, at.toISOString());
       return;
     }
+    let recorded: store.AttemptRecord["status"] | undefined;
     await db.transaction().execute(async (trx) => {
       const record = this.#recordOf(delivery, target.url, outcome, at);
+      recorded = record.status;
       if (outcome.kind === "answered" && outcome.statusCode === 410 && delivery.endpointId !== null) {
         await store.disableEndpoint(
           trx,
@@ -270,6 +273,7 @@ export class DeliveryWorker {
       }
       await store.recordAttempt(trx, delivery.id, record);
     });
+    if (recorded) webhookDeliveries.inc({ outcome: recorded === "pending" ? "retried" : recorded });
     if (outcome.kind !== "answered" || !outcome.ok) {
       this.deps.log.log("warn", "webhook delivery attempt failed", {
         delivery_id: delivery.id,
