@@ -22,7 +22,7 @@ async function started(p: Promise<ServerProcess>) {
   servers.push(s);
   return s;
 }
-const COMMANDS = ["serve", "dev", "keygen", "tenants", "keys", "rotate-key", "healthcheck", "version"];
+const COMMANDS = ["serve", "dev", "keygen", "tenants", "keys", "rotate-key", "backup", "restore", "run", "healthcheck", "version"];
 
 describe("usage", () => {
   test("no command, an unknown command or an unknown flag prints usage and exits 2", async () => {
