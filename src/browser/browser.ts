@@ -126,6 +126,11 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
       chromium.launchPersistentContext(profile, {
         executablePath,
         headless: options.headless,
+        // The server owns shutdown: on SIGTERM running jobs get their grace, so
+        // Playwright must not close the browser on the signal itself.
+        handleSIGINT: false,
+        handleSIGTERM: false,
+        handleSIGHUP: false,
         viewport: options.viewport,
         args: LAUNCH_ARGS,
         timeout: LAUNCH_TIMEOUT_MS,
