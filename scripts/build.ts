@@ -63,6 +63,27 @@ function failure(what: string, logs: readonly unknown[]): Error {
 }
 
 /**
+ * playwright-core loads its package.json and browsers.json with a computed
+ * require() at run time, from the folder it was built in: a compiled binary
+ * moved anywhere else could not start a browser ("Cannot find module
+ * .../playwright-core/package.json"). This inlines both files at build time.
+ */
+const inlinePlaywrightJson: import("bun").BunPlugin = {
+  name: "inline-playwright-json",
+  setup(build) {
+    build.onLoad({ filter: /playwright-core[\\/]lib[\\/].*\.js$/ }, async (args) => {
+      const root = join(args.path, "..", "..");
+      let contents = await Bun.file(args.path).text();
+      contents = contents.replace(
+        /require\((import_path\d*)\.default\.join\(packageRoot, "(package|browsers)\.json"\)\)/g,
+        (_match, _path, name: string) => `(${readFileSync(join(root, `${name}.json`), "utf8")})`,
+      );
+      return { contents, loader: "js" };
+    });
+  },
+};
+
+/**
  * Builds one standalone executable. With a `target` it cross-compiles: Bun
  * then needs its own runtime for that platform, which it downloads from the
  * npm registry (`@oven/bun-<os>-<arch>`, honouring the configured registry)
@@ -85,6 +106,7 @@ async function buildBinary(
     // the Node path, so leaving it external keeps its native addon out.
     external: ["better-sqlite3"],
     define: defines(commit),
+    plugins: [inlinePlaywrightJson],
     compile: {
       outfile: outFile,
       ...(cross.target ? { target: cross.target } : {}),
