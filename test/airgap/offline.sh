@@ -114,8 +114,8 @@ for mode in binary source; do
     # Alone in an empty directory: nothing to lean on but the binary.
     DIR="$WORK/binary"; mkdir -p "$DIR"; cp "$BIN" "$DIR/understudy"; CMD=("$DIR/understudy")
   else
-    # As `npm start` runs it; UNDERSTUDY_BUN_FLAGS=--no-install to check the fix.
-    DIR="$WORK/source"; mkdir -p "$DIR"; CMD=("$BUN" ${UNDERSTUDY_BUN_FLAGS:-} "$ROOT/src/main.ts")
+    # As `npm start` runs it (bun --no-install); UNDERSTUDY_BUN_FLAGS overrides the flags.
+    DIR="$WORK/source"; mkdir -p "$DIR"; CMD=("$BUN" ${UNDERSTUDY_BUN_FLAGS:---no-install} "$ROOT/src/main.ts")
   fi
   ENVV=(env -i PATH="$PATH" HOME="$DIR")
 
