@@ -70,13 +70,9 @@ RUN set -eux; \
     chown understudy:understudy /data /workflows
 
 COPY --from=build /opt/understudy/dist/understudy /usr/local/bin/understudy
-# The compiled binary still reads playwright-core's package.json and
-# browsers.json from disk, at the absolute path it was built at (playwright-core
-# resolves them from its own __dirname, which bun build --compile bakes in).
-# Without this copy every ctx.page job fails with "Cannot find module
-# '/opt/understudy/node_modules/playwright-core/package.json'". 14 MB, no
-# native code; harmless in the image without Chromium.
-COPY --from=build /opt/understudy/node_modules/playwright-core /opt/understudy/node_modules/playwright-core
+# Nothing else from the build: playwright-core's package.json and browsers.json
+# are inlined into the binary at build time (scripts/build.ts), so browser
+# jobs need no node_modules in the image.
 
 # On SIGTERM running jobs get UNDERSTUDY_SHUTDOWN_GRACE_MS to finish; 8 s fits
 # inside `docker stop`'s default 10 s. Raise both together (docker stop -t,
