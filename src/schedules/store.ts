@@ -36,7 +36,8 @@ export async function listSchedules(
   let query = db.selectFrom("schedules").selectAll().where("tenant_id", "=", tenantId);
   if (filter.enabled !== undefined) query = query.where("enabled", "=", filter.enabled ? 1 : 0);
   if (filter.workflow !== undefined) query = query.where("workflow", "=", filter.workflow);
-  return query.orderBy("created_at", "desc").orderBy("id", "desc").limit(filter.limit).execute();
+  // Insertion order breaks a tie within one millisecond (ids are random below the millisecond).
+  return query.orderBy("created_at", "desc").orderBy(sql`rowid`, "desc").limit(filter.limit).execute();
 }
 
 export async function updateSchedule(db: Db, tenantId: string, id: string, patch: SchedulePatch): Promise<ScheduleRow | undefined> {

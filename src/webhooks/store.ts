@@ -53,7 +53,8 @@ export async function listEndpoints(db: Db, tenantId: string): Promise<Endpoint[
     .selectAll()
     .where("tenant_id", "=", tenantId)
     .orderBy("created_at")
-    .orderBy("id")
+    // Insertion order breaks a tie within one millisecond (ids are random below the millisecond).
+    .orderBy(sql`rowid`)
     .execute();
   return rows.map(toEndpoint);
 }
@@ -71,7 +72,7 @@ export async function listActiveEndpoints(db: Db, tenantId: string): Promise<{ i
     .where("tenant_id", "=", tenantId)
     .where("active", "=", 1)
     .orderBy("created_at")
-    .orderBy("id")
+    .orderBy(sql`rowid`)
     .execute();
 }
 
