@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { tempDir } from "./helpers";
 
 const MAIN = join(import.meta.dir, "..", "src", "main.ts");
 
@@ -106,4 +107,31 @@ export async function postJson(url: string, path: string, key: string, body: unk
     body: JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as any };
+}
+
+/**
+ * Temp directories and server processes of one test file, cleaned up by
+ * `cleanup()` (call it in afterAll): servers still running are killed.
+ */
+export function processScope() {
+  const dirs: { remove(): void }[] = [];
+  const servers: ServerProcess[] = [];
+  return {
+    /** A fresh temp directory, removed at cleanup. */
+    workDir(): string {
+      const dir = tempDir();
+      dirs.push(dir);
+      return dir.path;
+    },
+    /** Tracks a server being started, so cleanup can kill it. */
+    async started(starting: Promise<ServerProcess>): Promise<ServerProcess> {
+      const server = await starting;
+      servers.push(server);
+      return server;
+    },
+    cleanup() {
+      for (const s of servers) if (s.child.exitCode === null) s.child.kill("SIGKILL");
+      for (const d of dirs) d.remove();
+    },
+  };
 }

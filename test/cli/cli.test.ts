@@ -3,25 +3,11 @@ import { Database } from "bun:sqlite";
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { masterKeyId } from "../../src/vault/master-key";
-import { newMasterKey, tempDir } from "../helpers";
-import { postJson, runCliProcess, startServerProcess, type ServerProcess } from "../process-helpers";
+import { newMasterKey } from "../helpers";
+import { postJson, runCliProcess, startServerProcess, processScope } from "../process-helpers";
 
-const dirs: { remove(): void }[] = [];
-const servers: ServerProcess[] = [];
-afterAll(async () => {
-  for (const s of servers) if (s.child.exitCode === null) s.child.kill("SIGKILL");
-  for (const d of dirs) d.remove();
-});
-function workDir(): string {
-  const dir = tempDir();
-  dirs.push(dir);
-  return dir.path;
-}
-async function started(p: Promise<ServerProcess>) {
-  const s = await p;
-  servers.push(s);
-  return s;
-}
+const { workDir, started, cleanup } = processScope();
+afterAll(cleanup);
 const COMMANDS = ["serve", "dev", "keygen", "tenants", "keys", "rotate-key", "backup", "restore", "run", "healthcheck", "version"];
 
 describe("usage", () => {

@@ -6,21 +6,15 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describeWithChromium } from "../chromium";
-import { newMasterKey, tempDir } from "../helpers";
-import { postJson, runCliProcess, startServerProcess, type ServerProcess } from "../process-helpers";
+import { newMasterKey } from "../helpers";
+import { postJson, processScope, runCliProcess, startServerProcess } from "../process-helpers";
 
-const dirs: { remove(): void }[] = [];
-const servers: ServerProcess[] = [];
-afterAll(() => {
-  for (const s of servers) if (s.child.exitCode === null) s.child.kill("SIGKILL");
-  for (const d of dirs) d.remove();
-});
+const { workDir, started, cleanup } = processScope();
+afterAll(cleanup);
 
 describeWithChromium("shutdown with a browser job running", () => {
   test("SIGTERM mid-job: the browser job completes within the grace, the server exits 0", async () => {
-    const dir = tempDir();
-    dirs.push(dir);
-    const cwd = dir.path;
+    const cwd = workDir();
     mkdirSync(join(cwd, "wf"));
     writeFileSync(
       join(cwd, "wf", "slow-page.ts"),
@@ -42,8 +36,7 @@ export default workflow("slow-page", async (ctx) => {
     expect((await runCliProcess(["tenants", "create", "acme"], { cwd, env })).code).toBe(0);
     const key = (await runCliProcess(["keys", "create", "--tenant", "acme"], { cwd, env })).stdout.trim();
 
-    const first = await startServerProcess(["serve"], { cwd, env });
-    servers.push(first);
+    const first = await started(startServerProcess(["serve"], { cwd, env }));
     const created = await postJson(first.url, "/v1/jobs/create", key, { workflow: "slow-page" });
     expect(created.status).toBe(200);
     const jobId = created.body.job_id as string;
@@ -55,8 +48,7 @@ export default workflow("slow-page", async (ctx) => {
     }
     expect(await first.stop()).toBe(0);
 
-    const second = await startServerProcess(["serve"], { cwd, env });
-    servers.push(second);
+    const second = await started(startServerProcess(["serve"], { cwd, env }));
     const job = (await postJson(second.url, "/v1/jobs/get", key, { id: jobId })).body;
     expect({ status: job.status, result: job.result, error: job.error }).toEqual({
       status: "completed",
