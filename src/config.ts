@@ -13,6 +13,8 @@ export interface Config {
   readonly dbPath: string | undefined;
   readonly masterKey: Uint8Array | undefined;
   readonly masterKeyPrevious: Uint8Array | undefined;
+  /** The files the keys were read from (UNDERSTUDY_MASTER_KEY_FILE, ..._PREVIOUS_FILE): hidden from worker processes. */
+  readonly keyFiles: readonly string[];
   readonly maxBodyBytes: number;
   readonly maxValueBytes: number;
   readonly rateLimit: { readonly perSecond: number; readonly burst: number };
@@ -32,6 +34,18 @@ export interface Config {
     readonly pollMs: number;
   };
   readonly chromiumPath: string | undefined;
+  readonly workers: {
+    /** process: each handler runs in a worker process of its tenant; none: in the server (one trusted operator only). */
+    readonly isolation: "process" | "none";
+    /** auto: bubblewrap when it works here; bwrap: required; none: the process boundary only. */
+    readonly sandbox: "auto" | "bwrap" | "none";
+    /** Most idle warm workers (each may hold a browser), over all tenants. */
+    readonly maxWarm: number;
+    /** An idle worker is stopped after this long. */
+    readonly idleMs: number;
+    /** Proportional memory of all workers with their browsers, past which idle ones are stopped. */
+    readonly memoryBytes: number;
+  };
   readonly webhooks: {
     /**
      * Loopback and private addresses are refused as targets unless this is
@@ -70,6 +84,11 @@ export const ENVIRONMENT = {
   UNDERSTUDY_MAX_RESULT_BYTES: "1048576",
   UNDERSTUDY_RUNNER_POLL_MS: "1000",
   UNDERSTUDY_CHROMIUM_PATH: "(chromium on PATH)",
+  UNDERSTUDY_WORKFLOW_ISOLATION: "process (none: handlers in the server; a single trusted operator only)",
+  UNDERSTUDY_WORKER_SANDBOX: "auto (bwrap when it works here, else none; bwrap: required)",
+  UNDERSTUDY_WARM_WORKERS: "8",
+  UNDERSTUDY_WORKER_IDLE_MS: "300000",
+  UNDERSTUDY_WORKER_MEMORY_MB: "4096",
   UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: "off (dev: on)",
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: "15000",
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: "0,5000,300000,1800000,7200000,18000000,36000000,36000000",
@@ -129,6 +148,11 @@ const envSchema = z.object({
   UNDERSTUDY_MAX_RESULT_BYTES: positiveInt("bytes").default(1024 * 1024),
   UNDERSTUDY_RUNNER_POLL_MS: positiveInt("milliseconds").default(1000),
   UNDERSTUDY_CHROMIUM_PATH: z.string().trim().min(1, "must be a file path").optional(),
+  UNDERSTUDY_WORKFLOW_ISOLATION: z.enum(["process", "none"], "must be process or none").default("process"),
+  UNDERSTUDY_WORKER_SANDBOX: z.enum(["auto", "bwrap", "none"], "must be auto, bwrap or none").default("auto"),
+  UNDERSTUDY_WARM_WORKERS: nonNegativeInt("idle workers kept warm").default(8),
+  UNDERSTUDY_WORKER_IDLE_MS: positiveInt("milliseconds").default(300_000),
+  UNDERSTUDY_WORKER_MEMORY_MB: positiveInt("megabytes").default(4096),
   UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: onOff.optional(),
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: positiveInt("milliseconds").default(15_000),
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: z
@@ -171,6 +195,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
     dbPath: v.UNDERSTUDY_DB,
     masterKey,
     masterKeyPrevious,
+    keyFiles: Object.freeze(["UNDERSTUDY_MASTER_KEY_FILE", "UNDERSTUDY_MASTER_KEY_PREVIOUS_FILE"].flatMap((name) => env[name]?.trim() || [])),
     maxBodyBytes: v.UNDERSTUDY_MAX_BODY_BYTES,
     maxValueBytes: v.UNDERSTUDY_MAX_VALUE_BYTES,
     rateLimit: Object.freeze({ perSecond: v.UNDERSTUDY_RATE_LIMIT_PER_SECOND, burst: v.UNDERSTUDY_RATE_LIMIT_BURST }),
@@ -186,6 +211,13 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       pollMs: v.UNDERSTUDY_RUNNER_POLL_MS,
     }),
     chromiumPath: v.UNDERSTUDY_CHROMIUM_PATH,
+    workers: Object.freeze({
+      isolation: v.UNDERSTUDY_WORKFLOW_ISOLATION,
+      sandbox: v.UNDERSTUDY_WORKER_SANDBOX,
+      maxWarm: v.UNDERSTUDY_WARM_WORKERS,
+      idleMs: v.UNDERSTUDY_WORKER_IDLE_MS,
+      memoryBytes: v.UNDERSTUDY_WORKER_MEMORY_MB * 1024 * 1024,
+    }),
     webhooks: Object.freeze({
       allowPrivate: v.UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE,
       timeoutMs: v.UNDERSTUDY_WEBHOOK_TIMEOUT_MS,

@@ -74,7 +74,14 @@ export async function startTestServer(
   const dir = tempDir();
   const dbPath = join(dir.path, "understudy.db");
   const master = newMasterKey();
-  const config: Config = loadConfig({ UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0", UNDERSTUDY_LISTEN: "127.0.0.1:0", ...options.env });
+  // Workflows handed in as code (closures over the test's state) can only run
+  // in this process; test/worker/ covers the worker processes with files.
+  const config: Config = loadConfig({
+    UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0",
+    UNDERSTUDY_LISTEN: "127.0.0.1:0",
+    UNDERSTUDY_WORKFLOW_ISOLATION: "none",
+    ...options.env,
+  });
   const clock = options.clock ?? systemClock;
   const store = await openStore(config, dbPath, { current: toMasterKey(master.bytes) }, clock);
   const log = memoryLogger();

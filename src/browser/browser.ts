@@ -30,7 +30,7 @@ export class BrowserUnavailableError extends Error {
 
 // Measured here as root in a container: the sandbox needs --no-sandbox, and
 // the rest keep a job's browser from phoning home or updating itself.
-const LAUNCH_ARGS = [
+export const LAUNCH_ARGS = [
   "--no-sandbox",
   "--disable-gpu",
   "--disable-background-networking",
@@ -43,9 +43,9 @@ const LAUNCH_ARGS = [
   "--dns-prefetch-disable",
   "--disable-features=DnsOverHttpsUpgrade,AsyncDns,OptimizationHints,MediaRouter,NetworkTimeServiceQuerying",
 ];
-const LAUNCH_TIMEOUT_MS = 30_000;
-const CLOSE_TIMEOUT_MS = 5_000;
-const KILL_WAIT_MS = 2_000;
+export const LAUNCH_TIMEOUT_MS = 30_000;
+export const CLOSE_TIMEOUT_MS = 5_000;
+export const KILL_WAIT_MS = 2_000;
 const CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome"];
 
 /**
@@ -76,7 +76,7 @@ function isExecutableFile(path: string): boolean {
   }
 }
 
-function unavailableError(configured: string | undefined): BrowserUnavailableError {
+export function unavailableError(configured: string | undefined): BrowserUnavailableError {
   const problem = configured
     ? `UNDERSTUDY_CHROMIUM_PATH is ${configured}, which is not an executable file.`
     : `No Chromium found on PATH (looked for ${CHROMIUM_NAMES.join(", ")}).`;
@@ -85,18 +85,82 @@ function unavailableError(configured: string | undefined): BrowserUnavailableErr
   );
 }
 
+/** Playwright's viewport when none is given (what `page.viewportSize()` answers then). */
+export const DEFAULT_VIEWPORT = Object.freeze({ width: 1280, height: 720 });
+
+export interface LazyPage {
+  /** The page; see createLazyPage. */
+  readonly page: Page;
+  /** Whether the page was asked for (a launch or a prepared page was taken). */
+  readonly opened: boolean;
+}
+
 /**
- * A browser that starts on the handler's first use of `page`, so a workflow
- * that never touches it never pays for (or risks) a launch.
+ * A page that exists only once the handler uses it, so a workflow that never
+ * touches it never pays for (or risks) a browser.
  *
- * `page` is sync but launching is async, so until the real page exists `page`
+ * `page` is sync but opening is async, so until the real page exists `page`
  * is a proxy that records property reads and calls and replays them on the
  * real page once it exists: `await page.goto(url)` and
  * `await page.locator("#x").fill("y")` both work before the launch. Every
  * call starts its replay at once (as a real page call would), and the chain
- * is awaitable. After the launch, `page` forwards straight to the real page,
- * so sync methods such as `page.url()` return plain values (before it, they
- * too give an awaitable).
+ * is awaitable. After the launch, `page` forwards straight to the real page.
+ *
+ * The sync methods that answer a plain value on a real page answer it here
+ * too, before the launch, with what the page will have once opened:
+ * `url()` (the start URL, else about:blank), `viewportSize()` and
+ * `isClosed()`; they count as a use and start the opening. Without this,
+ * `return { viewport: page.viewportSize() }` would return a function that
+ * JSON silently drops.
+ */
+export function createLazyPage(open: () => Promise<Page>, before: { startUrl?: string; viewport?: { width: number; height: number } }): LazyPage {
+  let opening: Promise<Page> | undefined;
+  let realPage: Page | undefined;
+  const openOnce = () => {
+    if (!opening) {
+      opening = open().then((page) => (realPage = page));
+      // Marked handled here; whoever awaits the page still sees the failure.
+      opening.catch(() => {});
+    }
+    return opening;
+  };
+  const syncAnswers: Record<string, () => unknown> = {
+    url: () => before.startUrl ?? "about:blank",
+    viewportSize: () => ({ ...(before.viewport ?? DEFAULT_VIEWPORT) }),
+    isClosed: () => false,
+  };
+
+  const page = new Proxy({} as Page, {
+    get(_, key) {
+      if (realPage) return bindIfFunction(Reflect.get(realPage, key), realPage);
+      // `then` must stay undefined: awaiting or returning the page itself is not a use of it.
+      if (typeof key === "symbol" || key === "then") return undefined;
+      const answer = syncAnswers[key];
+      if (answer) {
+        return (...args: unknown[]) => {
+          if (realPage) return (realPage[key as keyof Page] as (...a: unknown[]) => unknown).apply(realPage, args);
+          void openOnce();
+          return answer();
+        };
+      }
+      return deferred(`page.${key}`, async () => {
+        const opened = await openOnce();
+        return bindIfFunction(opened[key as keyof Page], opened);
+      }, false);
+    },
+  });
+  return {
+    page,
+    get opened() {
+      return opening !== undefined;
+    },
+  };
+}
+
+/**
+ * A browser launched for one run (the in-process mode and `understudy run`):
+ * it starts on the handler's first use of `page` (see createLazyPage) and is
+ * closed when the run ends.
  *
  * The signal aborting (cancel, timeout, shutdown) closes the browser, so a
  * pending page call rejects and no browser outlives its job.
@@ -104,9 +168,7 @@ function unavailableError(configured: string | undefined): BrowserUnavailableErr
 export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal): LazyBrowser {
   let started = false;
   let closing: Promise<void> | undefined;
-  let opening: Promise<Page> | undefined;
   let launching: Promise<BrowserContext> | undefined;
-  let realPage: Page | undefined;
   // Our own profile directory: it names every process of this browser, which
   // is how a browser that ignores close() is found and killed.
   let userDataDir: string | undefined;
@@ -142,26 +204,13 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
       const page = context.pages()[0] ?? (await context.newPage());
       if (options.startUrl) await page.goto(options.startUrl);
       if (closing) throw closedError();
-      realPage = page;
       return page;
     } catch (error) {
       throw closing ? closedError() : error;
     }
   }
 
-  const openOnce = () => (opening ??= openPage());
-
-  const page = new Proxy({} as Page, {
-    get(_, key) {
-      if (realPage) return bindIfFunction(Reflect.get(realPage, key), realPage);
-      // `then` must stay undefined: awaiting or returning the page itself is not a use of it.
-      if (typeof key === "symbol" || key === "then") return undefined;
-      return deferred(`page.${key}`, async () => {
-        const opened = await openOnce();
-        return bindIfFunction(opened[key as keyof Page], opened);
-      }, false);
-    },
-  });
+  const lazy = createLazyPage(openPage, options);
 
   async function shutdown(): Promise<void> {
     signal?.removeEventListener("abort", onAbort);
@@ -184,7 +233,7 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
   else signal?.addEventListener("abort", onAbort, { once: true });
 
   return {
-    page,
+    page: lazy.page,
     get started() {
       return started;
     },
@@ -192,7 +241,7 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
   };
 }
 
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const settled = await Promise.race([
     promise.then(() => true, () => true),
@@ -252,9 +301,13 @@ function isObject(value: unknown): value is object {
   return (typeof value === "object" && value !== null) || typeof value === "function";
 }
 
-/** SIGKILLs every process whose command line names this profile directory (Linux /proc). */
-function killProcessesUsing(userDataDir: string): void {
+/**
+ * SIGKILLs every process whose command line names this profile directory, or
+ * (`prefix`) any profile directory under it (Linux /proc).
+ */
+export function killProcessesUsing(userDataDir: string, options: { prefix?: boolean } = {}): void {
   const marker = `--user-data-dir=${userDataDir}`;
+  const matches = (arg: string) => (options.prefix ? arg.startsWith(marker) : arg === marker);
   let entries: string[];
   try {
     entries = readdirSync("/proc").filter((entry) => /^\d+$/.test(entry));
@@ -264,7 +317,7 @@ function killProcessesUsing(userDataDir: string): void {
   for (const pid of entries) {
     try {
       const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      if (args.includes(marker)) process.kill(Number(pid), "SIGKILL");
+      if (args.some(matches)) process.kill(Number(pid), "SIGKILL");
     } catch {
       // The process ended meanwhile, or is not ours to read.
     }

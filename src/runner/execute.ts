@@ -95,7 +95,7 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
   });
 
   try {
-    if (abort.signal.aborted) return stoppedOutcome(stoppedBy!, options, fail);
+    if (abort.signal.aborted) return stoppedOutcome(stoppedBy!, options.timeoutMs, fail);
 
     let params: unknown = options.params;
     if (options.definition.input) {
@@ -136,8 +136,8 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
       ),
       stopped,
     ]);
-    if (stoppedBy) return stoppedOutcome(stoppedBy, options, fail);
-    if (settled === "stopped") return stoppedOutcome("cancelled", options, fail);
+    if (stoppedBy) return stoppedOutcome(stoppedBy, options.timeoutMs, fail);
+    if (settled === "stopped") return stoppedOutcome("cancelled", options.timeoutMs, fail);
     if (!settled.ok) {
       const error = settled.error;
       if (error instanceof Error) return fail("error", error.message || error.name, error.stack ?? null);
@@ -157,14 +157,14 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
   }
 }
 
-function stoppedOutcome(
+export function stoppedOutcome(
   reason: "timeout" | StopReason,
-  options: ExecuteOptions,
+  timeoutMs: number,
   fail: (c: FailureClass, e: string) => ExecuteOutcome,
 ): ExecuteOutcome {
   switch (reason) {
     case "timeout":
-      return fail("timeout", `The job timed out after ${Math.round(options.timeoutMs / 1000)} s (timeout_seconds).`);
+      return fail("timeout", `The job timed out after ${Math.round(timeoutMs / 1000)} s (timeout_seconds).`);
     case "cancelled":
       return fail("cancelled", "The job was cancelled.");
     case "interrupted":
@@ -184,14 +184,31 @@ function finishResult(
   } catch (error) {
     return fail("error", `The handler's return value is not JSON: ${error instanceof Error ? error.message : "cannot serialise"}.`);
   }
-  if (json === undefined) json = "null";
+  return resultFromJson(json ?? "null", options.maxResultBytes, redactor, fail);
+}
+
+/**
+ * The outcome for a handler's return value, given as JSON text: refused
+ * over the size limit, else redacted like a log line (the job row never
+ * holds a secret).
+ */
+export function resultFromJson(
+  json: string,
+  maxResultBytes: number,
+  redactor: Redactor,
+  fail: (c: FailureClass, e: string) => ExecuteOutcome,
+): ExecuteOutcome {
   const bytes = Buffer.byteLength(json);
-  if (bytes > options.maxResultBytes) {
-    return fail("error", `The handler's return value is ${bytes} bytes of JSON; the limit is ${options.maxResultBytes} bytes (UNDERSTUDY_MAX_RESULT_BYTES).`);
+  if (bytes > maxResultBytes) {
+    return fail("error", `The handler's return value is ${bytes} bytes of JSON; the limit is ${maxResultBytes} bytes (UNDERSTUDY_MAX_RESULT_BYTES).`);
   }
-  // A value the handler returns is redacted like a log line: the job row never holds one.
   const redacted = redactor.redact(json);
-  return { status: "completed", result: redacted === json ? JSON.parse(json) : JSON.parse(redacted) };
+  try {
+    return { status: "completed", result: JSON.parse(redacted) };
+  } catch {
+    // Redaction inside a JSON string keeps it valid; anything else is a worker that sent bad JSON.
+    return fail("error", "The handler's return value could not be read as JSON.");
+  }
 }
 
 function safeString(value: unknown): string {

@@ -7,16 +7,22 @@ import * as jobs from "../jobs/store";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
 import type { Vault } from "../vault/vault";
-import type { WorkflowRegistry } from "../workflows/registry";
-import { executeWorkflow, type ExecuteOutcome, type LogLevel, type StopReason } from "./execute";
+import type { ExecuteOutcome, LogLevel, StopReason } from "./execute";
+import type { JobExecutor, RunnableWorkflow } from "./executor";
 import type { Secret } from "./redactor";
+
+/** The workflow a job row runs, or why it cannot run (a sentence for the job's error). */
+export type JobWorkflowResolver = (db: Db, row: jobs.JobRow) => Promise<RunnableWorkflow | { error: string }>;
 
 export interface RunnerDeps {
   /** Run inside the transaction that ends each job (webhooks, schedules). */
   jobEndHooks?: readonly JobEndHook[];
   db: Db;
   vault: Vault;
-  workflows: WorkflowRegistry;
+  /** Finds the code of a job (a workflow file, or the deployment the job was created with). */
+  resolveWorkflow: JobWorkflowResolver;
+  /** Runs handlers: in worker processes, or in this process (UNDERSTUDY_WORKFLOW_ISOLATION=none). */
+  executor: JobExecutor;
   config: Pick<Config, "jobs" | "chromiumPath">;
   clock: Clock;
   log: Logger;
@@ -143,6 +149,7 @@ export class Runner {
       for (const job of this.#running.values()) job.abort.abort("interrupted" satisfies StopReason);
       await all();
     }
+    await this.#deps.executor.shutdown();
   }
 
   async #tick(): Promise<void> {
@@ -193,9 +200,9 @@ export class Runner {
       for (const row of rows) {
         // A credential stored after the job was queued is used too: its
         // reference is taken here, in the claim, before any value is read.
-        const definition = this.#deps.workflows.get(row.workflow)?.definition;
+        const workflow = await this.#deps.resolveWorkflow(trx, row);
         const options = JSON.parse(row.options) as JobOptions;
-        const wanted = (definition?.credentials ?? []).filter((name) => !options.caller_credential_names?.includes(name));
+        const wanted = ("error" in workflow ? [] : workflow.credentials).filter((name) => !options.caller_credential_names?.includes(name));
         const stored = await jobs.findCredentialIdsByName(trx, row.tenant_id, wanted);
         await jobs.insertReferences(trx, row.tenant_id, row.id, stored.map((c) => c.id), at);
       }
@@ -250,14 +257,9 @@ export class Runner {
   }
 
   async #execute(row: jobs.JobRow, abort: AbortController, logs: JobLogWriter): Promise<ExecuteOutcome> {
-    const { db, vault, workflows, config } = this.#deps;
-    const registered = workflows.get(row.workflow);
-    if (!registered?.definition) {
-      throw new RunnerError(
-        registered ? `Workflow "${row.workflow}" failed to load: ${registered.error}` : `Workflow "${row.workflow}" is no longer loaded on this server.`,
-      );
-    }
-    const definition = registered.definition;
+    const { db, vault, config } = this.#deps;
+    const workflow = await this.#deps.resolveWorkflow(db, row);
+    if ("error" in workflow) throw new RunnerError(workflow.error);
     const options = JSON.parse(row.options) as JobOptions;
     let params = JSON.parse(row.params) as Record<string, unknown>;
 
@@ -270,14 +272,14 @@ export class Runner {
     }
     const secrets: Secret[] = stringLeaves(fromCaller, "credentials");
     let credentials: Record<string, string> | undefined;
-    if (definition.credentials.length === 0) {
+    if (workflow.credentials.length === 0) {
       // Nothing declared: params pass through untouched, a caller's credentials key included.
       if (fromCaller !== undefined) params = { ...params, credentials: fromCaller };
     } else {
       const injected: Record<string, string> = {};
       const stored = await jobs.referencedCredentials(db, row.id);
       const used: { id: string; name: string; version: number }[] = [];
-      for (const name of definition.credentials) {
+      for (const name of workflow.credentials) {
         const given = isRecord(fromCaller) ? fromCaller[name] : undefined;
         if (typeof given === "string") {
           injected[name] = given;
@@ -292,25 +294,26 @@ export class Runner {
         secrets.push({ name, value });
         used.push(credential);
       }
-      const missing = definition.credentials.filter((name) => !(name in injected));
+      const missing = workflow.credentials.filter((name) => !(name in injected));
       if (missing.length > 0) logs.push("warn", `Declared credentials not found, so not injected: ${missing.join(", ")}.`);
       if (Object.keys(injected).length > 0) credentials = injected;
       this.#auditInjection(row, used);
     }
 
-    return executeWorkflow({
-      definition,
+    return this.#deps.executor.execute({
+      jobId: row.id,
+      tenantId: row.tenant_id,
+      workflow,
       params,
       credentials,
       secrets,
-      session: row.id,
       timeoutMs: row.timeout_seconds * 1000,
       graceMs: config.jobs.graceMs,
       maxResultBytes: config.jobs.maxResultBytes,
       browser: {
         headless: options.headless ?? true,
-        startUrl: options.start_url ?? definition.startUrl,
-        viewport: options.viewport ?? definition.viewport,
+        startUrl: options.start_url ?? workflow.startUrl,
+        viewport: options.viewport ?? workflow.viewport,
         chromiumPath: config.chromiumPath,
       },
       stop: abort.signal,

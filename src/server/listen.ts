@@ -1,5 +1,5 @@
 import type { Hono } from "hono";
-import { isBun } from "../store/database";
+import { isBun } from "../runtime";
 
 export interface Listening {
   readonly url: string;

@@ -1,3 +1,6 @@
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { systemClock, randomId, type Clock, type IdSource } from "../clock";
 import type { Config } from "../config";
 import { flushAuditEvents } from "../audit/store";
@@ -7,7 +10,12 @@ import type { Logger } from "../log";
 import { openDatabase, type Db } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
 import type { JobEndHook } from "../jobs/lifecycle";
-import { Runner } from "../runner/runner";
+import { InProcessExecutor, type JobExecutor } from "../runner/executor";
+import { Runner, type JobWorkflowResolver } from "../runner/runner";
+import { chooseSandbox } from "../runner/sandbox";
+import { WorkerExecutor, workerStarter } from "../runner/worker-executor";
+import { WorkerPool } from "../runner/worker-pool";
+import { selfReadablePaths } from "../runtime";
 import { Scheduler, scheduleJobEndHook } from "../schedules/scheduler";
 import { DeliveryWorker, webhookJobEndHook } from "../webhooks/worker";
 import { Vault, type Keyring } from "../vault/vault";
@@ -17,6 +25,8 @@ import { listen, type Listening } from "./listen";
 export interface OpenedStore {
   db: Db;
   vault: Vault;
+  /** The database file; its directory is the data directory. */
+  dbPath: string;
 }
 
 /** Opens the database, brings its schema up to date and verifies the master key, in that order. */
@@ -25,11 +35,77 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
   try {
     await migrateToLatest(db);
     const vault = await Vault.open(db, keyring, clock);
-    return { db, vault };
+    return { db, vault, dbPath };
   } catch (error) {
     await db.destroy();
     throw error;
   }
+}
+
+/**
+ * The job executor of the configured isolation: worker processes in the
+ * sandbox this host offers (the default), or the server's own process.
+ */
+function createExecutor(config: Config, store: OpenedStore, workflows: WorkflowRegistry, log: Logger): JobExecutor {
+  if (config.workers.isolation === "none") {
+    log.log("warn", "workflow handlers run inside the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none): only for a single trusted operator");
+    return new InProcessExecutor();
+  }
+  const workersRoot = mkdtempSync(join(tmpdir(), "understudy-workers-"));
+  chmodSync(workersRoot, 0o700);
+  const dataDir = dirname(resolve(store.dbPath));
+  const sandbox = chooseSandbox(config.workers.sandbox, {
+    hidden: [dataDir, workersRoot, ...config.keyFiles.map((f) => resolve(f))],
+    programPaths: [...selfReadablePaths(), ...(workflows.dir ? [resolve(workflows.dir)] : [])],
+  });
+  if (sandbox.mode === "bwrap") log.log("info", "workflow handlers run in worker processes, sandboxed with bubblewrap");
+  else log.log("warn", "workflow handlers run in worker processes without a sandbox: tenant code can read the files this server's user can", { reason: sandbox.reason });
+  const pool = new WorkerPool({
+    start: workerStarter({
+      sandbox,
+      workersRoot,
+      readOnlyPaths: (_tenantId, kind) => (kind === "files" && workflows.dir ? [resolve(workflows.dir)] : []),
+      log,
+    }),
+    limits: config.workers,
+    log,
+    generation: () => workflows.generation,
+  });
+  const executor = new WorkerExecutor(pool);
+  return {
+    execute: (run) => executor.execute(run),
+    async shutdown() {
+      await executor.shutdown();
+      rmSync(workersRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Jobs of the operator's workflow files, found by name (a reload replaces a file's code for every job not yet started). */
+function fileWorkflowResolver(workflows: WorkflowRegistry, isolation: "process" | "none"): JobWorkflowResolver {
+  return async (_db, row) => {
+    const registered = workflows.get(row.workflow);
+    if (!registered?.definition) {
+      return {
+        error: registered
+          ? `Workflow "${row.workflow}" failed to load: ${registered.error}`
+          : `Workflow "${row.workflow}" is no longer loaded on this server.`,
+      };
+    }
+    if (!registered.path && isolation === "process") {
+      return { error: `Workflow "${row.workflow}" was handed to the server as code, not as a file, so it can run only in the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none).` };
+    }
+    const { definition } = registered;
+    return {
+      kind: "file",
+      name: definition.name,
+      credentials: definition.credentials,
+      startUrl: definition.startUrl,
+      viewport: definition.viewport,
+      path: registered.path ?? "",
+      definition,
+    };
+  };
 }
 
 export interface RunningServer extends Listening {
@@ -64,7 +140,17 @@ export async function startServer(
   const workflows = options.workflows ?? (await WorkflowRegistry.load(options.workflowsDir, log));
   const newId = options.newId ?? randomId;
   const jobEndHooks: JobEndHook[] = [];
-  const runner = new Runner({ db: store.db, vault: store.vault, workflows, config, clock, log, jobEndHooks });
+  const executor = createExecutor(config, store, workflows, log);
+  const runner = new Runner({
+    db: store.db,
+    vault: store.vault,
+    resolveWorkflow: fileWorkflowResolver(workflows, config.workers.isolation),
+    executor,
+    config,
+    clock,
+    log,
+    jobEndHooks,
+  });
   const webhookDeps = {
     db: store.db,
     vault: store.vault,

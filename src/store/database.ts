@@ -12,6 +12,7 @@ import {
   type SqliteDatabase,
   type SqliteStatement,
 } from "kysely";
+import { isBun } from "../runtime";
 import type { Database } from "./schema";
 
 export type Db = Kysely<Database>;
@@ -41,7 +42,6 @@ export interface OpenOptions {
   busyTimeoutMs: number;
 }
 
-export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 
 /**
  * The one place that picks the SQLite driver by runtime: bun:sqlite under

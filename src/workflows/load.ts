@@ -1,6 +1,6 @@
 import { pathToFileURL } from "node:url";
 import * as zod from "zod";
-import { isBun } from "../store/database";
+import { isBun, isCompiled } from "../runtime";
 import { isWorkflowDefinition, workflow, type WorkflowDefinition } from "./define";
 
 let modulesRegistered = false;
@@ -22,6 +22,32 @@ export function registerWorkflowModules(): void {
     setup(builder) {
       builder.module("libretto", () => ({ exports: libretto, loader: "object" }));
       for (const specifier of ["zod", "zod/v4"]) builder.module(specifier, () => ({ exports: zodExports, loader: "object" }));
+    },
+  });
+}
+
+let playwrightRegistered = false;
+
+/**
+ * Deployed code keeps `playwright` (and `playwright-core`) external and
+ * loads it at run time (API.md "Deployments"); Understudy answers both with
+ * the playwright-core it carries, offline, and never installs them.
+ */
+export function registerPlaywrightModules(): void {
+  if (playwrightRegistered || !isBun) return;
+  playwrightRegistered = true;
+  // Loaded on first require: playwright-core costs ~0.45 s and ~70 MB
+  // (measured). From source, the package is required by its resolved path:
+  // its bare name would come back to this plugin and recurse (measured: an
+  // empty module). In the compiled binary the bare name is bundled at build
+  // time and never reaches the plugin.
+  const resolved = isCompiled ? undefined : require.resolve("playwright-core");
+  const playwright = () => (resolved ? require(resolved) : require("playwright-core")) as Record<string, unknown>;
+  const load = () => ({ exports: playwright(), loader: "object" as const });
+  Bun.plugin({
+    name: "understudy-playwright",
+    setup(builder) {
+      for (const specifier of ["playwright", "playwright-core"]) builder.module(specifier, load);
     },
   });
 }

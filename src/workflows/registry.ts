@@ -14,6 +14,8 @@ export interface RegisteredWorkflow {
   error: string | undefined;
   /** The file, relative to the workflows directory ("(built-in)" for definitions handed in). */
   file: string;
+  /** The file's absolute path, for a worker process to import; undefined for definitions handed in. */
+  path: string | undefined;
   workflowId: string;
   deploymentId: string;
   deploymentVersion: string;
@@ -43,6 +45,7 @@ export class WorkflowRegistry {
   readonly #dir: string | undefined;
   readonly #log: Logger;
   #watcher: FSWatcher | undefined;
+  #generation = 0;
 
   private constructor(dir: string | undefined, log: Logger) {
     this.#dir = dir;
@@ -54,7 +57,7 @@ export class WorkflowRegistry {
     const registry = new WorkflowRegistry(undefined, log);
     const at = new Date(0).toISOString();
     registry.#install(
-      definitions.map((definition) => ({ file: "(built-in)", definitions: [definition], hash: definition.name, createdAt: at, updatedAt: at })),
+      definitions.map((definition) => ({ file: "(built-in)", path: undefined, definitions: [definition], hash: definition.name, createdAt: at, updatedAt: at })),
       [],
     );
     return registry;
@@ -64,6 +67,16 @@ export class WorkflowRegistry {
     const registry = new WorkflowRegistry(dir, log);
     await registry.reload();
     return registry;
+  }
+
+  /** Grows with every (re)load: a worker process started for an older generation has stale code. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** The workflows directory, when loaded from one. */
+  get dir(): string | undefined {
+    return this.#dir;
   }
 
   /** A workflow by name; a file that failed to load is found by the name it is listed under (its path). */
@@ -81,13 +94,14 @@ export class WorkflowRegistry {
   async reload(options: { fresh?: boolean } = {}): Promise<void> {
     const dir = this.#dir;
     if (!dir) return;
-    const loaded: { file: string; definitions: WorkflowDefinition[]; hash: string; createdAt: string; updatedAt: string }[] = [];
-    const failed: { file: string; error: string; hash: string; createdAt: string; updatedAt: string }[] = [];
+    const loaded: LoadedFile[] = [];
+    const failed: FailedFile[] = [];
     for (const path of existsSync(dir) ? listWorkflowFiles(dir) : []) {
       const file = relative(dir, path);
       const stat = statSync(path);
       const meta = {
         file,
+        path,
         hash: createHash("sha256").update(readFileSync(path)).digest("hex"),
         createdAt: (stat.birthtimeMs > 0 ? stat.birthtime : stat.mtime).toISOString(),
         updatedAt: stat.mtime.toISOString(),
@@ -121,10 +135,8 @@ export class WorkflowRegistry {
     };
   }
 
-  #install(
-    loaded: { file: string; definitions: WorkflowDefinition[]; hash: string; createdAt: string; updatedAt: string }[],
-    failed: { file: string; error: string; hash: string; createdAt: string; updatedAt: string }[],
-  ) {
+  #install(loaded: LoadedFile[], failed: FailedFile[]) {
+    this.#generation += 1;
     const byName = new Map<string, RegisteredWorkflow>();
     const filesOf = new Map<string, string[]>();
     for (const entry of loaded) {
@@ -137,6 +149,7 @@ export class WorkflowRegistry {
           definition,
           error: undefined,
           file: entry.file,
+          path: entry.path,
           workflowId: uuidFromHash(`workflow:${definition.name}`),
           deploymentId: uuidFromHash(`deployment:${definition.name}:${entry.hash}`),
           deploymentVersion: entry.hash.slice(0, 12),
@@ -160,6 +173,7 @@ export class WorkflowRegistry {
       definition: undefined,
       error: f.error,
       file: f.file,
+      path: f.path,
       workflowId: uuidFromHash(`workflow-file:${f.file}`),
       deploymentId: uuidFromHash(`deployment-file:${f.file}:${f.hash}`),
       deploymentVersion: f.hash.slice(0, 12),
@@ -167,6 +181,24 @@ export class WorkflowRegistry {
       updatedAt: f.updatedAt,
     }));
   }
+}
+
+interface LoadedFile {
+  file: string;
+  path: string | undefined;
+  definitions: WorkflowDefinition[];
+  hash: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface FailedFile {
+  file: string;
+  path: string | undefined;
+  error: string;
+  hash: string;
+  createdAt: string;
+  updatedAt: string;
 }
 
 function listWorkflowFiles(dir: string): string[] {

@@ -81,7 +81,19 @@ export async function waitForJob(
   }
 }
 
-/** Waits, bounded, until the child wrote `text` to stderr (fixture workflows mark their start there). */
+/** Waits, bounded, until the job's log has a line containing `text` (fixture workflows log their start). */
+export async function waitForJobLog(server: { url: string }, key: string, jobId: string, text: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const logs = await call(server, key, "/v1/logs/list", { jobId });
+    expect(logs.status).toBe(200);
+    if ((logs.body.logs as { message: string }[]).some((l) => l.message.includes(text))) return;
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for job ${jobId} to log "${text}"; it logged: ${JSON.stringify(logs.body.logs)}`);
+    await Bun.sleep(20);
+  }
+}
+
+/** Waits, bounded, until the child wrote `text` to stderr. */
 export async function waitForStderr(server: ServerProcess, text: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!server.stderr().includes(text)) {

@@ -1,6 +1,6 @@
 import { afterAll, expect, test } from "bun:test";
 import type { ServerProcess } from "../process-helpers";
-import { call, FIXTURE_WORKFLOWS, killChild, serveDeployment, signalAndWait, waitForJob, waitForStderr } from "../e2e/serve-child";
+import { call, FIXTURE_WORKFLOWS, killChild, serveDeployment, signalAndWait, waitForJob, waitForJobLog } from "../e2e/serve-child";
 
 // A real `serve` child killed with SIGKILL while a job runs, then started
 // again on the same database and master key: the job must not stay running
@@ -33,7 +33,7 @@ test("a job running when the server is SIGKILLed ends failed/interrupted at the 
   const running = await waitForJob(server, key, jobId, { until: (job) => job.status === "running", what: "is running" });
   expect(running.started_at).toEqual(expect.any(String));
   expect(running.completed_at).toBeNull();
-  await waitForStderr(server, `blocks: handler started for ${jobId}`);
+  await waitForJobLog(server, key, jobId, `blocks: handler started for ${jobId}`);
 
   // The running job's reference blocks deletion.
   const refused = await call(server, key, "/v1/credentials/delete", { id: credentialId });

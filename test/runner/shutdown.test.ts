@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import type { ServerProcess } from "../process-helpers";
-import { call, FIXTURE_WORKFLOWS, killChild, serveDeployment, signalAndWait, waitForJob, waitForStderr, type ServeDeployment } from "../e2e/serve-child";
+import { call, FIXTURE_WORKFLOWS, killChild, serveDeployment, signalAndWait, waitForJob, waitForJobLog, waitForStderr, type ServeDeployment } from "../e2e/serve-child";
 
 // SIGTERM while a job runs, against the real `serve` child: running jobs get
 // until UNDERSTUDY_SHUTDOWN_GRACE_MS to finish, the rest end as interrupted
@@ -39,7 +39,7 @@ describe("SIGTERM with a long shutdown grace", () => {
     const created = await call(server, key, "/v1/jobs/create", { workflow: "finishes-soon", params: { ms: 1000 } });
     expect(created.status).toBe(200);
     const jobId = created.body.job_id as string;
-    await waitForStderr(server, `finishes-soon: handler started for ${jobId}`);
+    await waitForJobLog(server, key, jobId, `finishes-soon: handler started for ${jobId}`);
 
     const signalledAt = Date.now();
     const exit = signalAndWait(server, "SIGTERM", EXIT_BOUND_MS);
@@ -84,7 +84,7 @@ describe("SIGTERM with a short shutdown grace", () => {
     const created = await call(server, key, "/v1/jobs/create", { workflow: "blocks", params: {} });
     expect(created.status).toBe(200);
     const jobId = created.body.job_id as string;
-    await waitForStderr(server, `blocks: handler started for ${jobId}`);
+    await waitForJobLog(server, key, jobId, `blocks: handler started for ${jobId}`);
     // While the job runs, its reference holds the credential.
     const refused = await call(server, key, "/v1/credentials/delete", { id: credentialId });
     expect(refused.status).toBe(409);

@@ -6,7 +6,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import type { ServerProcess } from "../process-helpers";
-import { call, FIXTURE_WORKFLOWS, killChild, serveDeployment, signalAndWait, waitForJob, waitForStderr } from "../e2e/serve-child";
+import { call, FIXTURE_WORKFLOWS, killChild, serveDeployment, signalAndWait, waitForJob, waitForJobLog } from "../e2e/serve-child";
 import { startReceiver, verifyLegacySignature, verifyStandardSignature, type Receiver } from "./support";
 
 const deployment = serveDeployment({
@@ -77,7 +77,7 @@ test("deliveries in flight or pending at SIGKILL, and the webhook of a job the c
 
   const [firstTry] = await inFlight.waitFor(1);
   await waitForDelivery(server, key, retryingJob, (d) => d.status === "pending" && d.attempts === 1 && d.last_status_code === 500);
-  await waitForStderr(server, `blocks: handler started for ${blockedJob}`);
+  await waitForJobLog(server, key, blockedJob, `blocks: handler started for ${blockedJob}`);
 
   const killed = await signalAndWait(server, "SIGKILL", 5000);
   expect(killed.exited).toBe(true);

@@ -1,0 +1,30 @@
+import { fileURLToPath } from "node:url";
+
+/**
+ * Which runtime and build this process is: the questions that used to be
+ * asked of the store. Nothing here imports anything of Understudy's, so the
+ * worker process can use it too.
+ */
+export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+
+/** A `bun build --compile` executable: its modules live in Bun's embedded file system. */
+export const isCompiled = isBun && import.meta.url.includes("$bunfs");
+
+/**
+ * The argv that starts this same program with a subcommand: the compiled
+ * binary runs itself; from source, Bun runs src/main.ts (with auto-install
+ * off, since a worker's working directory has no bunfig.toml to say so);
+ * under Node, the bundle runs itself.
+ */
+export function selfCommand(subcommand: readonly string[]): string[] {
+  if (isCompiled) return [process.execPath, ...subcommand];
+  if (isBun) return [process.execPath, "--no-install", fileURLToPath(new URL("./main.ts", import.meta.url)), ...subcommand];
+  return [process.execPath, process.argv[1] ?? fileURLToPath(import.meta.url), ...subcommand];
+}
+
+/** The files a worker started with selfCommand() must be able to read: the program and, from source, the checkout. */
+export function selfReadablePaths(): string[] {
+  if (isCompiled) return [process.execPath];
+  // From source: the Bun executable and the checkout (src/, node_modules/, bunfig.toml, tsconfig.json).
+  return [process.execPath, fileURLToPath(new URL("..", import.meta.url))];
+}

@@ -1,0 +1,189 @@
+/**
+ * The worker process: runs workflow handlers for one tenant, one job at a
+ * time, on behalf of the server (src/runner/ is the other side).
+ *
+ * What it is given: a job's code reference, params, the values of the
+ * credentials the workflow declares, and browser options, over its stdin.
+ * What it is not given: the master key, the database, any other tenant's
+ * data, any `UNDERSTUDY_*` variable. It imports nothing that could open the
+ * store or the vault (test/worker/imports.test.ts checks).
+ *
+ * Everything it says goes to fd 3 as protocol messages. What the code
+ * writes to stdout/stderr is read by the server, which redacts it.
+ */
+import { writeSync } from "node:fs";
+import { format } from "node:util";
+import { createLazyPage } from "../browser/browser";
+import { WarmBrowser } from "../browser/warm";
+import type { WorkflowDefinition } from "../workflows/define";
+import { loadWorkflowFile, registerPlaywrightModules, registerWorkflowModules } from "../workflows/load";
+import { discoverDeployment, loadDeployedWorkflow } from "./deployed-code";
+import {
+  encodeMessage,
+  LineSplitter,
+  serverMessage,
+  type JobOutcomeMessage,
+  type RunJob,
+  type ServerMessage,
+  type WorkerKind,
+  type WorkerMessage,
+} from "./protocol";
+
+const PROTOCOL_FD = 3;
+interface ActiveJob {
+  id: string;
+  abort: AbortController;
+}
+
+export async function runWorker(kind: WorkerKind): Promise<number> {
+  // Deployed code brings its own libretto and zod: only the operator's
+  // workflow files get ours. Both get Playwright, which Understudy carries.
+  if (kind === "files") registerWorkflowModules();
+  registerPlaywrightModules();
+
+  const send = (message: WorkerMessage) => writeSync(PROTOCOL_FD, encodeMessage(message));
+  const browser = new WarmBrowser();
+  let active: ActiveJob | undefined;
+  let chain: Promise<void> = Promise.resolve();
+
+  // console.* belongs to the running job, with its level; between jobs it goes nowhere.
+  for (const [method, level] of [
+    ["log", "info"],
+    ["info", "info"],
+    ["debug", "info"],
+    ["warn", "warn"],
+    ["error", "error"],
+  ] as const) {
+    (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      if (active) send({ type: "log", jobId: active.id, level, message: format(...args) });
+    };
+  }
+  // A stray rejection or throw in tenant code must not end the worker (and
+  // with it a job that may still finish); it is the running job's log line.
+  const report = (error: unknown) => {
+    if (active) send({ type: "log", jobId: active.id, level: "error", message: `Unhandled: ${describe(error)}` });
+  };
+  process.on("unhandledRejection", report);
+  process.on("uncaughtException", report);
+
+  async function handle(message: ServerMessage): Promise<void> {
+    switch (message.type) {
+      case "run":
+        chain = chain.then(() => runJob(message));
+        return;
+      case "stop":
+        if (active?.id === message.jobId) active.abort.abort(message.reason);
+        return;
+      case "discover":
+        chain = chain.then(async () => {
+          try {
+            const workflows = await discoverDeployment(message.dir, message.entry);
+            send({ type: "discovered", requestId: message.requestId, workflows });
+          } catch (error) {
+            send({ type: "discover-failed", requestId: message.requestId, error: describe(error) });
+          }
+        });
+        return;
+    }
+  }
+
+  async function runJob(job: RunJob): Promise<void> {
+    const abort = new AbortController();
+    active = { id: job.jobId, abort };
+    const lazy = createLazyPage(() => browser.openPage(job.browser), job.browser);
+    // Closing the job's context makes a pending page call reject at once.
+    abort.signal.addEventListener("abort", () => void browser.releaseJob(), { once: true });
+    let outcome: JobOutcomeMessage;
+    try {
+      outcome = await callHandler(job, lazy.page, abort.signal, () => send({ type: "started", jobId: job.jobId }));
+    } catch (error) {
+      outcome = { status: "failed", error: describe(error), stack: error instanceof Error ? (error.stack ?? null) : null };
+    }
+    send({ type: "ended", jobId: job.jobId, outcome });
+    active = undefined;
+    await browser.releaseJob();
+    send({ type: "idle" });
+  }
+
+  const lines = new LineSplitter(
+    64 * 1024 * 1024,
+    (line) => {
+      if (line.trim() === "") return;
+      const parsed = serverMessage.safeParse(JSON.parse(line));
+      if (parsed.success) void handle(parsed.data);
+    },
+    () => {},
+  );
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk: string) => lines.push(chunk));
+  const ended = new Promise<void>((resolve) => process.stdin.on("end", resolve));
+  send({ type: "ready" });
+  // The server closes our stdin when it no longer needs us (or when it died).
+  await ended;
+  await browser.close();
+  return 0;
+}
+
+async function callHandler(job: RunJob, page: unknown, signal: AbortSignal, started: () => void): Promise<JobOutcomeMessage> {
+  let value: unknown;
+  if (job.code.kind === "file") {
+    const definition = await loadFileWorkflow(job.code.path, job.code.name);
+    let params: unknown = job.params;
+    if (definition.input) {
+      const parsed = definition.input.safeParse(job.params);
+      if (!parsed.success) {
+        const fields = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(input)"}: ${i.message}`).join("; ");
+        return { status: "failed", error: `Invalid input for workflow "${definition.name}": ${fields}`, stack: null };
+      }
+      params = parsed.data;
+    }
+    const input = job.credentials ? { ...(params as object), credentials: job.credentials } : params;
+    const log = (level: "info" | "warn" | "error") => (...args: unknown[]) => console[level](...args);
+    const ctx = {
+      get page() {
+        return page;
+      },
+      session: job.jobId,
+      signal,
+      log: { info: log("info"), warn: log("warn"), error: log("error") },
+    };
+    started();
+    value = await definition.handler(ctx as never, input);
+  } else {
+    const workflow = await loadDeployedWorkflow(job.code.dir, job.code.entry, job.code.name);
+    const input = job.credentials ? { ...job.params, credentials: job.credentials } : job.params;
+    // libretto's run(ctx, input) strips __libretto, merges the declared
+    // credentials and checks the input itself.
+    const ctx = {
+      get page() {
+        return page;
+      },
+      session: job.jobId,
+    };
+    started();
+    value = await workflow.run(ctx, input);
+  }
+  let resultJson: string | undefined;
+  try {
+    resultJson = JSON.stringify(value === undefined ? null : value);
+  } catch (error) {
+    return { status: "failed", error: `The handler's return value is not JSON: ${error instanceof Error ? error.message : "cannot serialise"}.`, stack: null };
+  }
+  return { status: "completed", resultJson: resultJson ?? "null" };
+}
+
+async function loadFileWorkflow(path: string, name: string): Promise<WorkflowDefinition> {
+  const definitions = await loadWorkflowFile(path);
+  const found = definitions.find((d) => d.name === name);
+  if (!found) throw new Error(`Workflow "${name}" is no longer exported by its file; the server will pick the change up at its next reload.`);
+  return found;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.message || error.name;
+  try {
+    return `The handler threw a non-error value: ${typeof error === "string" ? error : JSON.stringify(error)}`;
+  } catch {
+    return "The handler threw a non-error value.";
+  }
+}
