@@ -18,6 +18,7 @@ import { WarmBrowser } from "../browser/warm";
 import type { WorkflowDefinition } from "../workflows/define";
 import { loadWorkflowFile, registerPlaywrightModules, registerWorkflowModules } from "../workflows/load";
 import { discoverDeployment, loadDeployedWorkflow } from "./deployed-code";
+import { hardenWorkerProcess } from "./linux";
 import {
   encodeMessage,
   LineSplitter,
@@ -36,6 +37,7 @@ interface ActiveJob {
 }
 
 export async function runWorker(kind: WorkerKind): Promise<number> {
+  await hardenWorkerProcess();
   // Deployed code brings its own libretto and zod: only the operator's
   // workflow files get ours. Both get Playwright, which Understudy carries.
   if (kind === "files") registerWorkflowModules();
