@@ -102,12 +102,27 @@ export function bwrapArgs(policy: SandboxPolicy, paths: SandboxPaths): string[] 
     args.push("--ro-bind", path, path);
     bound.push(path);
   }
-  for (const hidden of [...ETC_SECRETS, ...policy.hidden]) {
-    if (!existsSync(hidden) || !bound.some((b) => isInside(hidden, b))) continue;
+  const hiddenPaths = [...ETC_SECRETS, ...policy.hidden];
+  const mask = (hidden: string) => {
     if (statSync(hidden).isDirectory()) args.push("--tmpfs", hidden);
     else args.push("--ro-bind", "/dev/null", hidden);
+  };
+  for (const hidden of hiddenPaths) {
+    if (!existsSync(hidden) || !bound.some((b) => isInside(hidden, b))) continue;
+    mask(hidden);
   }
-  for (const path of paths.readOnly) if (existsSync(path)) args.push("--ro-bind", path, path);
+  const readOnly = paths.readOnly.filter((path) => existsSync(path));
+  for (const path of readOnly) args.push("--ro-bind", path, path);
+  // A read-only path binds the real directory again, over the masks made
+  // above: a data directory or key file inside it (UNDERSTUDY_WORKFLOWS_DIR=.
+  // with ./data/understudy.db) was visible to the worker again. Mask what lies
+  // strictly inside one once more. (A read-only path inside a hidden one, a
+  // tenant's deployments under the data directory, stays visible: that is why
+  // it is bound after the masks.)
+  for (const hidden of hiddenPaths) {
+    if (!existsSync(hidden) || !readOnly.some((path) => hidden !== path && isInside(hidden, path))) continue;
+    mask(hidden);
+  }
   args.push("--bind", paths.tmpDir, paths.tmpDir, "--chdir", paths.tmpDir);
   return args;
 }
