@@ -68,6 +68,12 @@ export class WorkerProcess {
   #idle = true;
   #idleWaiters: (() => void)[] = [];
   readonly #discoveries = new Map<string, { resolve(w: DiscoveredWorkflow[]): void; reject(e: Error): void }>();
+  /**
+   * What the code wrote with process.stdout/stderr.write, which comes over the
+   * protocol in order with the job's end (see worker/main.ts); the pipes carry
+   * only what bypasses those.
+   */
+  readonly #written = { stdout: this.#outputLines("stdout"), stderr: this.#outputLines("stderr") };
 
   private constructor(spawned: WorkerSpawn, child: ChildProcess) {
     this.tenantId = spawned.tenantId;
@@ -229,17 +235,28 @@ export class WorkerProcess {
     protocol.on("data", (chunk: string) => messages.push(chunk));
     for (const stream of ["stdout", "stderr"] as const) {
       const readable = this.#child[stream] as Readable;
-      const lines = new LineSplitter(
-        MAX_OUTPUT_LINE,
-        (line) => this.#job?.listener.output(stream, line),
-        (partial) => this.#job?.listener.output(stream, `${partial.slice(0, MAX_OUTPUT_LINE)} [line cut at ${MAX_OUTPUT_LINE} characters]`),
-      );
+      const lines = this.#outputLines(stream);
       readable.setEncoding("utf8");
       readable.on("data", (chunk: string) => lines.push(chunk));
       readable.on("end", () => lines.end());
     }
     // A write to a worker that died meanwhile must not take the server down.
     (this.#child.stdin as Writable | null)?.on("error", () => {});
+  }
+
+  /** Output of the running job, cut into lines (each line goes to the job running when it is complete). */
+  #outputLines(stream: "stdout" | "stderr"): LineSplitter {
+    return new LineSplitter(
+      MAX_OUTPUT_LINE,
+      (line) => this.#job?.listener.output(stream, line),
+      (partial) => this.#job?.listener.output(stream, `${partial.slice(0, MAX_OUTPUT_LINE)} [line cut at ${MAX_OUTPUT_LINE} characters]`),
+    );
+  }
+
+  /** The job's last written line without a newline goes to that job, not to the next one. */
+  #endWritten(): void {
+    this.#written.stdout.end();
+    this.#written.stderr.end();
   }
 
   #onMessage(line: string, onReady: () => void): void {
@@ -264,8 +281,12 @@ export class WorkerProcess {
         // A job that ended already is closed: late lines (a timer the code left behind) are dropped.
         if (job?.id === message.jobId) job.listener.log(message.level, message.message);
         return;
+      case "output":
+        if (job?.id === message.jobId) this.#written[message.stream].push(message.text);
+        return;
       case "ended":
         if (job?.id !== message.jobId) return;
+        this.#endWritten();
         this.#job = undefined;
         this.lastUsedAt = Date.now();
         job.listener.ended(message.outcome);
@@ -297,6 +318,7 @@ export class WorkerProcess {
     if (this.#dead) return;
     this.#dead = reason;
     this.#idle = false;
+    this.#endWritten();
     const job = this.#job;
     this.#job = undefined;
     job?.listener.lost(reason);

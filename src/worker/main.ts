@@ -8,8 +8,9 @@
  * data, any `UNDERSTUDY_*` variable. It imports nothing that could open the
  * store or the vault (test/worker/imports.test.ts checks).
  *
- * Everything it says goes to fd 3 as protocol messages. What the code
- * writes to stdout/stderr is read by the server, which redacts it.
+ * Everything it says goes to fd 3 as protocol messages, the code's console
+ * and process.stdout/stderr writes included. What still reaches fd 1 and 2 is
+ * read by the server too. The server redacts it all.
  */
 import { writeSync } from "node:fs";
 import { format } from "node:util";
@@ -31,6 +32,8 @@ import {
 } from "./protocol";
 
 const PROTOCOL_FD = 3;
+/** Characters of written output per protocol message. */
+const OUTPUT_PIECE = 64 * 1024;
 interface ActiveJob {
   id: string;
   abort: AbortController;
@@ -59,6 +62,26 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
       if (active) send({ type: "log", jobId: active.id, level, message: format(...args) });
     };
+  }
+  // process.stdout/stderr.write belong to the running job too, and go over
+  // fd 3 like console.*: the server reads the stdout and stderr pipes apart
+  // from fd 3, with no order between them, so what a handler wrote just before
+  // it returned used to reach the server after the job's "ended" and was
+  // dropped, or (a line without its newline) put in the next job's log.
+  // Writes that bypass these (a child process, fs.writeSync(1)) still go
+  // through the pipes.
+  for (const stream of ["stdout", "stderr"] as const) {
+    const target = process[stream];
+    target.write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((error?: Error | null) => void), callback?: (error?: Error | null) => void) => {
+      const done = typeof encoding === "function" ? encoding : callback;
+      if (active) {
+        const text = typeof chunk === "string" ? (typeof encoding === "string" ? Buffer.from(chunk, encoding).toString("utf8") : chunk) : Buffer.from(chunk).toString("utf8");
+        // In pieces: one message must stay far below the server's longest line.
+        for (let i = 0; i < text.length; i += OUTPUT_PIECE) send({ type: "output", jobId: active.id, stream, text: text.slice(i, i + OUTPUT_PIECE) });
+      }
+      if (done) queueMicrotask(() => done(null));
+      return true;
+    }) as typeof target.write;
   }
   // A stray rejection or throw in tenant code must not end the worker (and
   // with it a job that may still finish); it is the running job's log line.

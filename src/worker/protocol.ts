@@ -3,8 +3,10 @@ import { z } from "zod";
 /**
  * The messages between the server and a worker process, one JSON object per
  * line: server -> worker on the worker's stdin, worker -> server on its fd 3.
- * The worker's stdout and stderr are not part of the protocol: whatever the
- * code writes there is read by the server, redacted and kept in the job log.
+ * What the code writes with process.stdout/stderr.write comes as `output`
+ * messages, in order with the job's end; what reaches fd 1 and 2 otherwise (a
+ * child process, a raw fd write) is read from the worker's stdout and stderr.
+ * The server redacts both and keeps them in the job log.
  *
  * Both sides import this file and parse what they receive with it. The
  * server treats every worker message as untrusted input (the worker runs
@@ -87,6 +89,8 @@ export const workerMessage = z.discriminatedUnion("type", [
   /** The handler was called (after its input was checked). */
   z.object({ type: z.literal("started"), jobId: z.string() }),
   z.object({ type: z.literal("log"), jobId: z.string(), level: logLevel, message: z.string() }),
+  /** Text the code passed to process.stdout/stderr.write during the job, raw (not split into lines). */
+  z.object({ type: z.literal("output"), jobId: z.string(), stream: z.enum(["stdout", "stderr"]), text: z.string() }),
   z.object({ type: z.literal("ended"), jobId: z.string(), outcome: jobOutcome }),
   /** The last job's browser context is closed: the worker can take the next job. */
   z.object({ type: z.literal("idle") }),
