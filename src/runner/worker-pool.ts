@@ -27,6 +27,8 @@ export interface PoolStats {
 }
 
 const SWEEP_MS = 5_000;
+/** Longest a job waits for a worker of its tenant that is finishing its last job, before it starts a new one. */
+const RETURN_WAIT_MS = 2_000;
 
 /**
  * Warm worker processes, by tenant and kind. A job takes an idle worker of
@@ -41,6 +43,8 @@ export class WorkerPool {
   /** Idle workers, least recently used first. */
   #idle: WorkerProcess[] = [];
   readonly #busy = new Set<WorkerProcess>();
+  /** Workers whose job ended, finishing its cleanup before they are idle; each promise settles when it is idle or stopped. */
+  readonly #returning = new Map<WorkerProcess, Promise<void>>();
   #sweep: ReturnType<typeof setInterval> | undefined;
   #stopping = false;
 
@@ -54,12 +58,27 @@ export class WorkerPool {
   async acquire(tenantId: string, kind: WorkerKind): Promise<WorkerProcess> {
     if (this.#stopping) throw new Error("The server is stopping.");
     const generation = this.#deps.generation();
-    for (let i = this.#idle.length - 1; i >= 0; i--) {
-      const worker = this.#idle[i]!;
-      if (worker.tenantId !== tenantId || worker.kind !== kind || worker.generation !== generation || !worker.idle) continue;
-      this.#idle.splice(i, 1);
-      this.#busy.add(worker);
-      return worker;
+    const fits = (worker: WorkerProcess) => worker.tenantId === tenantId && worker.kind === kind && worker.generation === generation;
+    const waitUntil = Date.now() + RETURN_WAIT_MS;
+    for (;;) {
+      for (let i = this.#idle.length - 1; i >= 0; i--) {
+        const worker = this.#idle[i]!;
+        if (!fits(worker) || !worker.idle) continue;
+        this.#idle.splice(i, 1);
+        this.#busy.add(worker);
+        return worker;
+      }
+      // A job's end is visible (jobs/get says completed) before its worker
+      // has closed the job's browser context and is back in the pool: the
+      // tenant's next job, created at once, started a new worker and browser
+      // (~1 s) beside the warm one. Wait, briefly, for one coming back.
+      const returning = [...this.#returning].find(([worker]) => fits(worker));
+      const left = waitUntil - Date.now();
+      if (!returning || left <= 0) break;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([returning[1], new Promise((resolve) => (timer = setTimeout(resolve, left)))]);
+      clearTimeout(timer);
+      if (this.#stopping) throw new Error("The server is stopping.");
     }
     const worker = await this.#deps.start(tenantId, kind, generation);
     this.#busy.add(worker);
@@ -78,13 +97,20 @@ export class WorkerPool {
       await worker.close();
       return;
     }
-    // A worker that does not come back idle is stuck (a loop the code left running): stop it.
-    if (!(await worker.waitIdle(10_000))) {
-      await worker.kill();
-      return;
+    let back!: () => void;
+    this.#returning.set(worker, new Promise<void>((resolve) => (back = resolve)));
+    try {
+      // A worker that does not come back idle is stuck (a loop the code left running): stop it.
+      if (!(await worker.waitIdle(10_000))) {
+        await worker.kill();
+        return;
+      }
+      if (this.#stopping) return void (await worker.close());
+      this.#idle.push(worker);
+    } finally {
+      this.#returning.delete(worker);
+      back();
     }
-    if (this.#stopping) return void (await worker.close());
-    this.#idle.push(worker);
     // The memory budget is checked by the sweep: reading every worker's
     // /proc/*/smaps_rollup on each job's end would cost more than the job.
     const over = this.#idle.length - this.#deps.limits.maxWarm;
