@@ -33,6 +33,8 @@ export class WarmBrowser {
   #executablePath: string | undefined;
   #prepared: Promise<Slot> | undefined;
   #current: Slot | undefined;
+  /** The job's page while openPage() is under way. */
+  #opening: Promise<Page> | undefined;
   #closed = false;
 
   /** Whether a browser is running (or launching). */
@@ -46,7 +48,17 @@ export class WarmBrowser {
    */
   async openPage(request: PageRequest): Promise<Page> {
     if (this.#closed) throw new Error("The browser was closed because the worker is stopping.");
-    if (this.#current) throw new Error("A job's page is already open in this worker.");
+    if (this.#current || this.#opening) throw new Error("A job's page is already open in this worker.");
+    const opening = this.#open(request);
+    this.#opening = opening;
+    try {
+      return await opening;
+    } finally {
+      if (this.#opening === opening) this.#opening = undefined;
+    }
+  }
+
+  async #open(request: PageRequest): Promise<Page> {
     const executablePath = request.chromiumPath;
     if (!executablePath) throw unavailableError(request.configuredChromiumPath);
     if (this.#browser && (this.#headless !== request.headless || this.#executablePath !== executablePath)) await this.#shutBrowser();
@@ -70,6 +82,16 @@ export class WarmBrowser {
    * a new one.
    */
   async releaseJob(): Promise<void> {
+    // A page still opening is the job's too. A handler that returns right
+    // after its first page use (`return { url: page.url() }` starts the
+    // opening) used to end before its page existed: the page was then kept
+    // as the open one, and the worker's next job failed with "A job's page
+    // is already open in this worker". Wait for it, and close it with the job.
+    const opening = this.#opening;
+    if (opening && !(await settlesWithin(opening, LAUNCH_TIMEOUT_MS + CLOSE_TIMEOUT_MS))) {
+      await this.#shutBrowser();
+      return;
+    }
     const slot = this.#current;
     this.#current = undefined;
     if (!slot) return;
