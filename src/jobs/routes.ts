@@ -9,10 +9,39 @@ import * as store from "./store";
 export const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
 
 export const httpUrl = z.url({ protocol: /^https?$/, error: "must be an http(s) URL" });
-export const viewport = z.object({
-  width: z.number().int().min(100, "must be at least 100").max(7680, "must be at most 7680"),
-  height: z.number().int().min(100, "must be at least 100").max(4320, "must be at most 4320"),
-});
+
+/**
+ * The libretto CLI accepts any side of at least 1 (`--viewport WIDTHxHEIGHT`);
+ * so do we, up to the largest side Chromium takes: above 10000000 its
+ * Emulation.setDeviceMetricsOverride refuses the viewport and the browser
+ * never starts. Measured with Chromium and Playwright: 0 is ignored (the page
+ * gets Chromium's default size) and 1x1 works; huge areas are slow, not
+ * refused (a 16384x16384 screenshot took 30 s, a 1000000x1000000 browser did
+ * not start in 20 s), which fails that job only. A deployed workflow can set
+ * any size itself, so a lower cap here would protect nothing.
+ */
+const viewportSide = z
+  .number()
+  .int("must be a whole number of pixels")
+  .min(1, "must be at least 1 pixel: Chromium ignores a 0-pixel viewport and uses its default size")
+  .max(10_000_000, "must be at most 10000000 pixels: Chromium refuses a larger viewport and the browser would not start");
+export const viewport = z.object({ width: viewportSide, height: viewportSide });
+
+/**
+ * The libretto CLI sets no maximum (`--timeout-seconds`, an integer of at
+ * least 1). Ours is the longest wait a JavaScript timer (setTimeout) can
+ * hold, 2^31-1 ms: Bun and Node fire a longer one at once, so the job would
+ * time out the moment it started.
+ */
+export const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+export const timeoutSeconds = z
+  .number()
+  .int("must be a whole number")
+  .min(1, "must be at least 1")
+  .max(
+    MAX_TIMEOUT_SECONDS,
+    `must be at most ${MAX_TIMEOUT_SECONDS} (about 24 days): the job's timer cannot wait longer, and a longer timeout would end the job at once`,
+  );
 const jobId = uuid("job");
 const STATUSES = ["queued", "starting_browser", "running", "completed", "failed", "cancelled"] as const;
 
@@ -33,9 +62,7 @@ export const jobCreateInput = z
     workflow: z.string().trim().min(1, "must name a workflow").max(256, "must be at most 256 characters"),
     params: optional(z.record(z.string(), z.unknown())).transform((p) => p ?? {}),
     nonce: optional(z.string().max(256, "must be at most 256 characters")),
-    timeout_seconds: optional(z.number().int("must be a whole number").min(1, "must be at least 1").max(3600, "must be at most 3600")).transform(
-      (t) => t ?? 1800,
-    ),
+    timeout_seconds: optional(timeoutSeconds).transform((t) => t ?? 1800),
     headless: optional(z.boolean()),
     start_url: optional(httpUrl),
     viewport: optional(viewport),
@@ -63,7 +90,10 @@ const jobOutput = z.object({
   created_at: timestamp,
   started_at: timestamp.nullable(),
   completed_at: timestamp.nullable(),
-  result: z.unknown(),
+  result: z
+    .unknown()
+    .optional()
+    .describe("The handler's return value; present only on a completed job (null when the handler returned nothing)"),
   error: z.string().nullable(),
   mapped_stack: z.string().nullable(),
   hosted_workflow_id: z.null(),
@@ -73,6 +103,12 @@ const jobOutput = z.object({
   schedule_id: z.string().nullable(),
 });
 
+/**
+ * `result` is present only once the job completed: the libretto CLI prints
+ * `Result: ...` whenever the key is there, so a running, failed or cancelled
+ * job must not carry one. A completed job always does, null when the handler
+ * returned nothing (stored as JSON null), as in the job.completed webhook.
+ */
 export function toJobOutput(row: store.JobRow): z.input<typeof jobOutput> {
   return {
     job_id: row.id,
@@ -85,7 +121,7 @@ export function toJobOutput(row: store.JobRow): z.input<typeof jobOutput> {
     created_at: row.created_at,
     started_at: row.started_at,
     completed_at: row.completed_at,
-    result: row.result === null ? null : JSON.parse(row.result),
+    ...(row.status === "completed" ? { result: row.result === null ? null : JSON.parse(row.result) } : {}),
     error: row.error,
     mapped_stack: row.mapped_stack,
     hosted_workflow_id: null,
@@ -103,8 +139,9 @@ export const jobRoutes = [
     input: jobCreateInput,
     output: z.object({ ...successMessage, job_id: z.uuid(), status: z.literal("queued") }),
     async handler({ deps, caller }, input) {
-      const { id, workflow } = await service.createJob(deps, caller, input);
-      return { success: true as const, job_id: id, status: "queued" as const, message: `Job queued for workflow "${workflow}".` };
+      const { id, workflow, unhonoured } = await service.createJob(deps, caller, input);
+      const message = [`Job queued for workflow "${workflow}".`, ...unhonoured].join(" ");
+      return { success: true as const, job_id: id, status: "queued" as const, message };
     },
   }),
   defineRoute({

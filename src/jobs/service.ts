@@ -23,13 +23,22 @@ export interface CreateJobInput {
   schedule_id?: string;
 }
 
-/** Options of the hosted service that a self-hosted server cannot honour: accepted, stored, and noted in the job log. */
+/**
+ * Options of the hosted service that a self-hosted server cannot honour:
+ * accepted, stored, and noted in the job log and in the jobs/create message
+ * (the libretto CLI prints that message; it cannot read the job log).
+ */
 const HOSTED_ONLY: [keyof CreateJobInput, string][] = [
   ["gpu", "GPU machines are a Libretto Cloud feature; this job runs on this server's CPU."],
   ["residential_proxy", "Residential proxies are a Libretto Cloud feature; this job uses this server's own network."],
   ["disable_default_proxy", "Understudy has no default proxy; disable_default_proxy changes nothing."],
   ["credential_id", "credential_id is a Libretto Cloud option; Understudy injects the credentials the workflow declares."],
 ];
+
+/** The note of each hosted-only option the input sets (false and absent set nothing). */
+export function hostedOnlyNotes(input: CreateJobInput): string[] {
+  return HOSTED_ONLY.filter(([field]) => input[field] !== undefined && input[field] !== false && input[field] !== null).map(([, note]) => note);
+}
 
 export function findRunnableWorkflow(deps: Pick<AppDeps, "workflows">, name: string) {
   const registered = deps.workflows.get(name);
@@ -44,11 +53,11 @@ export function findRunnableWorkflow(deps: Pick<AppDeps, "workflows">, name: str
   return { ...registered, definition: registered.definition };
 }
 
-/** Queues a job for an API caller, then wakes the runner. */
+/** Queues a job for an API caller, then wakes the runner. `unhonoured` holds the notes of the hosted-only options it set. */
 export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobInput) {
   const queued = await deps.db.transaction().execute((trx) => insertQueuedJob(deps, trx, caller.tenantId, input));
   deps.runner.wake();
-  return queued;
+  return { ...queued, unhonoured: hostedOnlyNotes(input) };
 }
 
 /**
@@ -181,9 +190,7 @@ async function prepareQueuedJob(deps: Pick<AppDeps, "workflows" | "vault" | "clo
     completed_at: null,
     cancel_requested_at: null,
   };
-  const notes = HOSTED_ONLY.filter(([field]) => input[field] !== undefined && input[field] !== false && input[field] !== null).map(
-    ([, message]) => ({ job_id: id, tenant_id: tenantId, workflow: workflow.name, level: "info", message, timestamp: at }),
-  );
+  const notes = hostedOnlyNotes(input).map((message) => ({ job_id: id, tenant_id: tenantId, workflow: workflow.name, level: "info", message, timestamp: at }));
   return { job, wanted: declared.filter((name) => !callerNames.includes(name)), notes };
 }
 

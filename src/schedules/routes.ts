@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineRoute } from "../http/route";
 import { timestamp, uuid } from "../http/schemas";
-import { httpUrl, jobCreateInput, optional, viewport } from "../jobs/routes";
+import { httpUrl, jobCreateInput, optional, timeoutSeconds, viewport } from "../jobs/routes";
 import { CronError, parseCron, parseTimeZone, TimeZoneError } from "./cron";
 import * as service from "./service";
 import type { ScheduleRow } from "./store";
@@ -40,7 +40,6 @@ const timeZone = z
   })
   .describe('IANA time zone name, e.g. "Europe/Berlin"');
 
-const timeoutSeconds = z.number().int("must be a whole number").min(1, "must be at least 1").max(3600, "must be at most 3600");
 const overlapPolicy = z
   .enum(OVERLAP_POLICIES, 'must be "skip" or "allow"')
   .describe('Extension. "skip" (default): a fire is skipped while the previous job is still queued or running; "allow": it is not.');
@@ -115,7 +114,9 @@ const scheduleOutput = z.object({
   callback_url: z.string().nullable(),
   skip_callbacks: z.boolean(),
   enabled: z.boolean(),
-  next_fire_at: timestamp.nullable(),
+  next_fire_at: timestamp
+    .optional()
+    .describe("When the schedule fires next; absent when it will not fire (it is disabled)"),
   last_fire_at: timestamp.nullable(),
   last_job_id: z.string().nullable(),
   last_error: z.string().nullable(),
@@ -125,7 +126,13 @@ const scheduleOutput = z.object({
   overlap_policy: z.enum(OVERLAP_POLICIES),
 });
 
-/** The wire form of a schedule: never the callback secret nor params.credentials. */
+/**
+ * The wire form of a schedule: never the callback secret nor params.credentials.
+ * next_fire_at is left out when there is none (a disabled schedule), rather
+ * than sent as null or as a time that will not come. The libretto CLI prints
+ * "Next fire: <value>" unconditionally, so it shows "undefined" there,
+ * followed by "Enabled: no"; no timestamp field can say more without lying.
+ */
 export function toScheduleOutput(row: ScheduleRow): z.input<typeof scheduleOutput> {
   const options = JSON.parse(row.options) as { residential_proxy?: unknown; disable_default_proxy?: boolean };
   return {
@@ -140,7 +147,7 @@ export function toScheduleOutput(row: ScheduleRow): z.input<typeof scheduleOutpu
     callback_url: row.callback_url,
     skip_callbacks: row.skip_callbacks === 1,
     enabled: row.enabled === 1,
-    next_fire_at: row.next_fire_at,
+    ...(row.next_fire_at === null ? {} : { next_fire_at: row.next_fire_at }),
     last_fire_at: row.last_fire_at,
     last_job_id: row.last_job_id,
     last_error: row.last_error,

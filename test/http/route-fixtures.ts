@@ -312,7 +312,7 @@ export const routeFixtures: Record<string, RouteFixture> = {
       ...badWorkflowNames(valid),
       { why: "no workflow", input: { params: {} }, path: ["workflow"] },
       { why: "timeout_seconds of 0", input: { ...valid, timeout_seconds: 0 }, path: ["timeout_seconds"] },
-      { why: "timeout_seconds of 3601", input: { ...valid, timeout_seconds: 3601 }, path: ["timeout_seconds"] },
+      { why: "timeout_seconds past the timer's limit", input: { ...valid, timeout_seconds: 2_147_484 }, path: ["timeout_seconds"] },
       { why: "a fractional timeout_seconds", input: { ...valid, timeout_seconds: 1.5 }, path: ["timeout_seconds"] },
       { why: "a start_url that is not a URL", input: { ...valid, start_url: "not a url" }, path: ["start_url"] },
       { why: "a start_url that is not http(s)", input: { ...valid, start_url: "ftp://example.com/" }, path: ["start_url"] },
@@ -328,7 +328,8 @@ export const routeFixtures: Record<string, RouteFixture> = {
         path: ["callback_url"],
       },
       { why: "a viewport without height", input: { ...valid, viewport: { width: 800 } }, path: ["viewport"] },
-      { why: "a viewport too narrow", input: { ...valid, viewport: { width: 10, height: 600 } }, path: ["viewport"] },
+      { why: "a 0-pixel viewport", input: { ...valid, viewport: { width: 0, height: 600 } }, path: ["viewport"] },
+      { why: "a viewport side Chromium refuses", input: { ...valid, viewport: { width: 800, height: 10_000_001 } }, path: ["viewport"] },
       { why: "a nonce of 257 characters", input: { ...valid, nonce: "n".repeat(257) }, path: ["nonce"] },
       {
         why: "params.credentials that are not strings",
