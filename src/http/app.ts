@@ -14,6 +14,7 @@ import { authenticate } from "./auth";
 import { errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
 import { buildOpenApi } from "./openapi";
 import { RateLimiter } from "./rate-limit";
+import { unservedMessage } from "./unserved";
 import type { AppDeps, Caller, RouteDef } from "./route";
 
 /** Every API route. Later capabilities add theirs here; the shared test suites iterate this list. */
@@ -73,7 +74,8 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
           "NOT_FOUND",
           route
             ? `No route ${c.req.method} ${c.req.path}. This route takes POST with a JSON body.`
-            : `No route ${c.req.method} ${c.req.path}. API routes are POST /v1/<namespace>/<procedure>; see /v1/openapi.json.`,
+            : (unservedMessage(c.req.method, c.req.path) ??
+                `No route ${c.req.method} ${c.req.path}. API routes are POST /v1/<namespace>/<procedure>; see /v1/openapi.json.`),
         );
       }
       // A missing, unknown or revoked key is refused before the body counts for anything.
