@@ -36,6 +36,7 @@ import { openStore } from "../src/server/start";
 import { createTenant } from "../src/tenants/service";
 import { generateMasterKey, toMasterKey } from "../src/vault/master-key";
 import { workflow } from "../src/workflows/define";
+import { WorkflowCatalog } from "../src/workflows/catalog";
 import { WorkflowRegistry } from "../src/workflows/registry";
 
 const { values: args } = parseArgs({
@@ -140,7 +141,7 @@ async function main() {
       clock,
       newId: newJobId,
       log,
-      workflows,
+      catalog: new WorkflowCatalog(workflows, join(dir, "deployments")),
       runner: { wake() {}, cancel: () => false },
       config,
     });

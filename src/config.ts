@@ -46,6 +46,16 @@ export interface Config {
     /** Proportional memory of all workers with their browsers, past which idle ones are stopped. */
     readonly memoryBytes: number;
   };
+  readonly deployments: {
+    /** Where uploads are unpacked; undefined: <the database's directory>/deployments. */
+    readonly dir: string | undefined;
+    /** Largest upload (the gzip'd tar, decoded from base64). */
+    readonly maxUploadBytes: number;
+    /** Largest unpacked size of one upload. */
+    readonly maxUnpackedBytes: number;
+    /** The request body limit of deployments/create: the upload in base64, plus room for the rest of the JSON. */
+    readonly maxBodyBytes: number;
+  };
   readonly webhooks: {
     /**
      * Loopback and private addresses are refused as targets unless this is
@@ -89,6 +99,9 @@ export const ENVIRONMENT = {
   UNDERSTUDY_WARM_WORKERS: "8",
   UNDERSTUDY_WORKER_IDLE_MS: "300000",
   UNDERSTUDY_WORKER_MEMORY_MB: "4096",
+  UNDERSTUDY_DEPLOYMENTS_DIR: "(the database's directory)/deployments",
+  UNDERSTUDY_MAX_DEPLOY_BYTES: "52428800 (an upload, gzip'd)",
+  UNDERSTUDY_MAX_DEPLOY_UNPACKED_BYTES: "262144000",
   UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: "off (dev: on)",
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: "15000",
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: "0,5000,300000,1800000,7200000,18000000,36000000,36000000",
@@ -153,6 +166,9 @@ const envSchema = z.object({
   UNDERSTUDY_WARM_WORKERS: nonNegativeInt("idle workers kept warm").default(8),
   UNDERSTUDY_WORKER_IDLE_MS: positiveInt("milliseconds").default(300_000),
   UNDERSTUDY_WORKER_MEMORY_MB: positiveInt("megabytes").default(4096),
+  UNDERSTUDY_DEPLOYMENTS_DIR: z.string().trim().min(1, "must be a directory path").optional(),
+  UNDERSTUDY_MAX_DEPLOY_BYTES: positiveInt("bytes").pipe(z.number().max(1024 ** 3, "is too large (at most 1 GiB)")).default(50 * 1024 * 1024),
+  UNDERSTUDY_MAX_DEPLOY_UNPACKED_BYTES: positiveInt("bytes").pipe(z.number().max(1024 ** 3, "is too large (at most 1 GiB)")).default(250 * 1024 * 1024),
   UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: onOff.optional(),
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: positiveInt("milliseconds").default(15_000),
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: z
@@ -217,6 +233,12 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       maxWarm: v.UNDERSTUDY_WARM_WORKERS,
       idleMs: v.UNDERSTUDY_WORKER_IDLE_MS,
       memoryBytes: v.UNDERSTUDY_WORKER_MEMORY_MB * 1024 * 1024,
+    }),
+    deployments: Object.freeze({
+      dir: v.UNDERSTUDY_DEPLOYMENTS_DIR,
+      maxUploadBytes: v.UNDERSTUDY_MAX_DEPLOY_BYTES,
+      maxUnpackedBytes: v.UNDERSTUDY_MAX_DEPLOY_UNPACKED_BYTES,
+      maxBodyBytes: Math.ceil((v.UNDERSTUDY_MAX_DEPLOY_BYTES * 4) / 3) + 64 * 1024,
     }),
     webhooks: Object.freeze({
       allowPrivate: v.UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE,

@@ -12,6 +12,9 @@ if (process.argv[2] === WORKER_SUBCOMMAND) {
   const { runWorker } = await import("./worker/main");
   code = await runWorker(workerKind.parse(process.argv[3]));
 } else {
+  // Before anything reads a key: see prctl.ts.
+  const { hardenServerProcess } = await import("./prctl");
+  await hardenServerProcess();
   const { runCli } = await import("./cli/commands");
   const { takeEnvironment } = await import("./config");
   const env = takeEnvironment(process.env);

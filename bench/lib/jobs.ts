@@ -8,9 +8,6 @@
  * server's ISO timestamps (whole milliseconds): both read the same machine's
  * clock.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 
 /** The part of the benchmark context the drivers use. */
 export interface JobsApi {
@@ -247,7 +244,7 @@ export async function measureThroughput(
 /**
  * Creates and runs apart: `holders` jobs of `holdWorkflow` take every runner
  * slot, the batch is created (the runner takes none of it), then the holders
- * are released together (a file they watch appears) and the queued batch
+ * are released together (the request they wait on is answered) and the queued batch
  * runs. Reports each half alone. Throws when a job of the batch ended before
  * the release (the server had more slots than `holders`).
  */
@@ -258,13 +255,16 @@ export async function measureBacklog(
   const { workflow, holdWorkflow, holders, jobs, warmupJobs, inFlight } = settings;
   await warmUp(api, workflow, warmupJobs, inFlight);
 
-  const dir = mkdtempSync(join(tmpdir(), "understudy-bench-hold-"));
-  const releaseFile = join(dir, "release");
+  // The holders wait on a request to this server; answering them all at once releases every slot together.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const releaser = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async () => (await released, new Response("released")) });
+  const releaseUrl = `http://127.0.0.1:${releaser.port}/release`;
   try {
     const holdMs = batchTimeoutMs(jobs);
     const held: string[] = [];
     for (let i = 0; i < holders; i++) {
-      const params = { releaseFile, holdMs };
+      const params = { releaseUrl, holdMs };
       held.push((await postJson<{ job_id: string }>(api, "/v1/jobs/create", { workflow: holdWorkflow, params })).job_id);
     }
     const deadline = performance.now() + 10_000;
@@ -283,7 +283,7 @@ export async function measureBacklog(
 
     const cpuBeforeRun = api.serverCpuSeconds();
     const releasedAt = epochMs();
-    writeFileSync(releaseFile, "");
+    release();
     const polling = await waitUntilNothingLeft(api, batchTimeoutMs(jobs));
     const serverCpuUsPerRun = ((api.serverCpuSeconds() - cpuBeforeRun) * 1e6) / jobs;
     await checkAllCompleted(api, holdWorkflow, held);
@@ -309,7 +309,8 @@ export async function measureBacklog(
       longestPollMs: polling.longestMs,
     };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    release();
+    releaser.stop(true);
   }
 }
 

@@ -2,6 +2,7 @@ import { sql } from "kysely";
 import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { credentialRoutes } from "../credentials/routes";
+import { deploymentRoutes } from "../deployments/routes";
 import { jobRoutes } from "../jobs/routes";
 import { scheduleRoutes } from "../schedules/routes";
 import { webhookRoutes } from "../webhooks/routes";
@@ -24,6 +25,7 @@ export const apiRoutes: readonly RouteDef[] = [
   ...workflowRoutes,
   ...webhookRoutes,
   ...scheduleRoutes,
+  ...deploymentRoutes,
 ] as unknown as RouteDef[];
 
 /** Builds the Hono app. It never listens: tests, the binary and the Node entry all serve this. */
@@ -60,7 +62,9 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
     const settleBody = async () => {
       if (body || bodyError) return;
       try {
-        body = parseBody(await readBody(c.req.raw, deps.config.maxBodyBytes));
+        // Uploads of code (deployments/create) have a limit of their own.
+        const limit = byPath.get(c.req.path)?.largeBody ? deps.config.deployments.maxBodyBytes : deps.config.maxBodyBytes;
+        body = parseBody(await readBody(c.req.raw, limit));
         enveloped = body.enveloped;
       } catch (error) {
         bodyError = error;

@@ -1,50 +1,9 @@
 import type { z } from "zod";
-import type { Clock, IdSource } from "../clock";
-import type { Config } from "../config";
-import type { Logger } from "../log";
-import type { Db } from "../store/database";
-import type { JobEndHook } from "../jobs/lifecycle";
-import type { Vault } from "../vault/vault";
-import type { WorkflowRegistry } from "../workflows/registry";
 
-/** What the API needs of the webhook delivery worker. */
-export interface WebhookHandle {
-  /** Whether loopback and private addresses may be webhook targets (UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE; dev: yes). */
-  readonly allowPrivate: boolean;
-  /** Deliveries are due (e.g. a redeliver): send them now. */
-  wake(): void;
-}
-
-/** What the API needs of the job runner. */
-export interface RunnerHandle {
-  /** A job was queued: claim it if a slot is free. */
-  wake(): void;
-  /** Fires the abort signal of a running job; false when it is not running here. */
-  cancel(jobId: string): boolean;
-}
-
-/** What the app is built from; made once by the composition root and handed in. */
-export interface AppDeps {
-  db: Db;
-  vault: Vault;
-  config: Pick<Config, "maxBodyBytes" | "maxValueBytes" | "rateLimit" | "requestLog">;
-  workflows: WorkflowRegistry;
-  runner: RunnerHandle;
-  /** Run inside the transaction that ends each job (webhooks, schedules). */
-  jobEndHooks: readonly JobEndHook[];
-  webhooks: WebhookHandle;
-  clock: Clock;
-  newId: IdSource;
-  log: Logger;
-  /** Monotonic milliseconds, for the rate limiter; injected so tests control it. */
-  nowMs?: () => number;
-}
-
-/** Who is calling: resolved from the API key before any handler runs. */
-export interface Caller {
-  tenantId: string;
-  apiKeyId: string;
-}
+// The dependencies and the caller belong to no HTTP layer: services take
+// them too. They live in src/app-deps.ts; re-exported here for the routes.
+export type { AppDeps, Caller, RunnerHandle, WebhookHandle } from "../app-deps";
+import type { AppDeps, Caller } from "../app-deps";
 
 export interface RouteContext {
   deps: AppDeps;
@@ -62,6 +21,8 @@ export interface RouteDef<I extends z.ZodType = z.ZodType, O extends z.ZodType =
   summary: string;
   input: I;
   output: O;
+  /** Takes a body up to UNDERSTUDY_MAX_DEPLOY_BYTES instead of UNDERSTUDY_MAX_BODY_BYTES (uploads of code). */
+  largeBody?: boolean;
   handler(ctx: RouteContext, input: z.output<I>): Promise<z.input<O>>;
 }
 

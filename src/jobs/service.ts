@@ -2,6 +2,7 @@ import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
 import type { Db } from "../store/database";
+import type { CatalogEntry } from "../workflows/catalog";
 import { finishJob } from "./lifecycle";
 import * as store from "./store";
 
@@ -40,17 +41,21 @@ export function hostedOnlyNotes(input: CreateJobInput): string[] {
   return HOSTED_ONLY.filter(([field]) => input[field] !== undefined && input[field] !== false && input[field] !== null).map(([, note]) => note);
 }
 
-export function findRunnableWorkflow(deps: Pick<AppDeps, "workflows">, name: string) {
-  const registered = deps.workflows.get(name);
-  if (!registered) {
+/**
+ * The workflow a tenant's job of `name` would run (its own deployed one, else
+ * the operator's file); 404 when there is none, 409 when it failed to load.
+ */
+export async function findRunnableWorkflow(deps: Pick<AppDeps, "catalog">, db: Db, tenantId: string, name: string): Promise<CatalogEntry> {
+  const found = await deps.catalog.find(db, tenantId, name);
+  if (!found) {
     throw new AppError("NOT_FOUND", `Workflow "${name}" not found. List the deployed workflows with /v1/workflows/list.`);
   }
-  if (!registered.definition) {
-    throw new AppError("CONFLICT", `Workflow "${name}" failed to load, so it cannot run: ${registered.error}`, {
+  if (found.status !== "ready") {
+    throw new AppError("CONFLICT", `Workflow "${name}" failed to load, so it cannot run: ${found.error}`, {
       data: { workflow: name },
     });
   }
-  return { ...registered, definition: registered.definition };
+  return found;
 }
 
 /** Queues a job for an API caller, then wakes the runner. `unhonoured` holds the notes of the hosted-only options it set. */
@@ -68,7 +73,7 @@ export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobI
  * failed workflow and for a malformed params.credentials.
  */
 export async function insertQueuedJob(
-  deps: Pick<AppDeps, "workflows" | "vault" | "clock" | "newId">,
+  deps: Pick<AppDeps, "catalog" | "vault" | "clock" | "newId">,
   trx: Db,
   tenantId: string,
   input: CreateJobInput,
@@ -88,7 +93,7 @@ export type QueuedJobOutcome = { id: string; workflow: string } | { error: AppEr
  * others are inserted. Outcomes are in the order of the requests.
  */
 export async function insertQueuedJobs(
-  deps: Pick<AppDeps, "workflows" | "vault" | "clock" | "newId">,
+  deps: Pick<AppDeps, "catalog" | "vault" | "clock" | "newId">,
   trx: Db,
   requests: readonly { tenantId: string; input: CreateJobInput }[],
 ): Promise<QueuedJobOutcome[]> {
@@ -96,10 +101,11 @@ export async function insertQueuedJobs(
   const jobs: store.NewJob[] = [];
   const wanted: { job: store.NewJob; names: string[] }[] = [];
   const notes: Parameters<typeof store.insertJobLogs>[1] = [];
+  const lookups = new Map<string, Promise<CatalogEntry>>();
   for (const { tenantId, input } of requests) {
     let prepared: Awaited<ReturnType<typeof prepareQueuedJob>>;
     try {
-      prepared = await prepareQueuedJob(deps, trx, tenantId, input);
+      prepared = await prepareQueuedJob(deps, trx, tenantId, input, lookups);
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
       outcomes.push({ error });
@@ -126,10 +132,23 @@ export async function insertQueuedJobs(
 }
 
 /** Validates one job and builds its row (sealing what must be sealed), the stored credential names it wants and its log notes. */
-async function prepareQueuedJob(deps: Pick<AppDeps, "workflows" | "vault" | "clock" | "newId">, trx: Db, tenantId: string, input: CreateJobInput) {
-  const workflow = findRunnableWorkflow(deps, input.workflow);
+async function prepareQueuedJob(
+  deps: Pick<AppDeps, "catalog" | "vault" | "clock" | "newId">,
+  trx: Db,
+  tenantId: string,
+  input: CreateJobInput,
+  lookups: Map<string, Promise<CatalogEntry>>,
+) {
+  // The scheduler queues many jobs of one tenant's workflow in one batch: look each up once.
+  const found = (name: string, find: () => Promise<CatalogEntry>) => {
+    const key = `${tenantId}\n${name.trim()}`;
+    let lookup = lookups.get(key);
+    if (!lookup) lookups.set(key, (lookup = find()));
+    return lookup;
+  };
+  const workflow = await found(input.workflow, () => findRunnableWorkflow(deps, trx, tenantId, input.workflow));
   const { credentials: given, ...params } = input.params;
-  const declared = workflow.definition.credentials;
+  const declared = workflow.credentials;
   if (given !== undefined && declared.length > 0 && !isStringRecord(given)) {
     throw new AppError("BAD_REQUEST", "Invalid input: params.credentials must map credential names to string values.", {
       data: { issues: [{ path: ["params", "credentials"], message: "must map credential names to string values" }] },

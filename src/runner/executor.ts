@@ -1,6 +1,7 @@
 import type { BrowserOptions } from "../browser/browser";
 import type { WorkflowDefinition } from "../workflows/define";
-import { loadDeployedWorkflow } from "../worker/deployed-code";
+import { discoverDeployment, loadDeployedWorkflow } from "../worker/deployed-code";
+import type { DiscoveredWorkflow } from "../worker/protocol";
 import { registerPlaywrightModules } from "../workflows/load";
 import { executeWorkflow, type ExecuteOutcome, type LogLevel } from "./execute";
 import type { Secret } from "./redactor";
@@ -53,6 +54,8 @@ export interface JobRun {
 /** Runs jobs: in worker processes (the default), or in the server's own process. */
 export interface JobExecutor {
   execute(run: JobRun): Promise<ExecuteOutcome>;
+  /** Loads a deployment's entry module (as its tenant's code) and lists its workflows. */
+  discover(tenantId: string, dir: string, entry: string, timeoutMs: number): Promise<DiscoveredWorkflow[]>;
   shutdown(): Promise<void>;
 }
 
@@ -78,6 +81,19 @@ export class InProcessExecutor implements JobExecutor {
       log: run.log,
       onHandlerStart: run.onHandlerStart,
     });
+  }
+
+  async discover(_tenantId: string, dir: string, entry: string, timeoutMs: number): Promise<DiscoveredWorkflow[]> {
+    registerPlaywrightModules();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        discoverDeployment(dir, entry),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`Loading the entry point did not finish within ${Math.round(timeoutMs / 1000)} s.`)), timeoutMs))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async shutdown(): Promise<void> {}

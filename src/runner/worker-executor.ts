@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { findChromium } from "../browser/browser";
 import type { Logger } from "../log";
 import { selfCommand } from "../runtime";
-import { WORKER_SUBCOMMAND, type JobOutcomeMessage, type WorkerKind } from "../worker/protocol";
+import { WORKER_SUBCOMMAND, type DiscoveredWorkflow, type JobOutcomeMessage, type WorkerKind } from "../worker/protocol";
 import { resultFromJson, stoppedOutcome, type ExecuteOutcome, type FailureClass, type StopReason } from "./execute";
 import type { JobExecutor, JobRun, RunnableWorkflow } from "./executor";
 import { LogRedactionBuffer, Redactor } from "./redactor";
@@ -110,6 +110,27 @@ export class WorkerExecutor implements JobExecutor {
         },
       );
     });
+  }
+
+  /**
+   * Loads a deployment's entry module in a worker of its tenant. The worker
+   * then stays warm for the tenant's first job; one that timed out or failed
+   * to answer is stopped.
+   */
+  async discover(tenantId: string, dir: string, entry: string, timeoutMs: number): Promise<DiscoveredWorkflow[]> {
+    const worker = await this.pool.acquire(tenantId, "deployments");
+    let reusable = false;
+    try {
+      const found = await worker.discover(dir, entry, timeoutMs);
+      reusable = true;
+      return found;
+    } catch (error) {
+      // A load error (an exception in the code) leaves a usable worker; a timeout does not.
+      reusable = !worker.dead && !(error instanceof Error && error.message.includes("did not finish"));
+      throw error;
+    } finally {
+      void this.pool.release(worker, reusable);
+    }
   }
 
   async shutdown(): Promise<void> {

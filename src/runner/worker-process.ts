@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
+import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import {
   encodeMessage,
@@ -82,7 +83,7 @@ export class WorkerProcess {
     this.#child = child;
     this.#exited = new Promise((resolve) => {
       child.once("exit", (code, signal) => {
-        this.#die(signal ? `it was killed by ${signal}` : `it exited with code ${code}`);
+        this.#die(exitReason(code, signal));
         resolve();
         spawned.onExit?.();
       });
@@ -112,7 +113,7 @@ export class WorkerProcess {
         reject(new Error(`A worker process could not start: ${reason}.`));
       };
       child.once("error", (error) => fail(error.message));
-      child.once("exit", (code, signal) => fail(signal ? `it was killed by ${signal}` : `it exited with code ${code}`));
+      child.once("exit", (code, signal) => fail(exitReason(code, signal)));
       worker.#listen(() => {
         if (settled) return;
         settled = true;
@@ -326,6 +327,16 @@ export class WorkerProcess {
     for (const pending of this.#discoveries.values()) pending.reject(new Error(`The worker process stopped: ${reason}.`));
     this.#discoveries.clear();
   }
+}
+
+/** How a worker ended, in words. bubblewrap reports its child's death by signal N as exit code 128 + N. */
+function exitReason(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal) return `it was killed by ${signal}`;
+  if (code !== null && code > 128 && code <= 128 + 64) {
+    const name = Object.entries(constants.signals).find(([, n]) => n === code - 128)?.[0];
+    return `it was killed by ${name ?? `signal ${code - 128}`}`;
+  }
+  return `it exited with code ${code}`;
 }
 
 function signal(pid: number, name: NodeJS.Signals): void {

@@ -9,7 +9,7 @@ import type { Logger } from "../log";
 import { scheduleLag } from "../metrics/registry";
 import type { Db } from "../store/database";
 import { IntegrityError, type Vault } from "../vault/vault";
-import type { WorkflowRegistry } from "../workflows/registry";
+import type { WorkflowCatalog } from "../workflows/catalog";
 import { nextFireAfter } from "./cron";
 import * as store from "./store";
 
@@ -19,7 +19,8 @@ export interface SchedulerDeps {
   clock: Clock;
   newId: IdSource;
   log: Logger;
-  workflows: WorkflowRegistry;
+  /** Which workflow a schedule's name means for its tenant (deployed, else a file). */
+  catalog: WorkflowCatalog;
   runner: RunnerHandle;
   config: Pick<Config, "schedules">;
 }
@@ -89,7 +90,7 @@ async function scheduledJobInput(vault: Vault, trx: Db, row: store.ScheduleRow):
  * sealed values that do not open); nothing is written then.
  */
 export async function enqueueScheduledJob(
-  deps: Pick<SchedulerDeps, "workflows" | "vault" | "clock" | "newId">,
+  deps: Pick<SchedulerDeps, "catalog" | "vault" | "clock" | "newId">,
   trx: Db,
   row: store.ScheduleRow,
 ): Promise<string> {

@@ -61,9 +61,9 @@ function firstFire(deps: Pick<AppDeps, "clock">, enabled: boolean, cronExpr: str
  * sealed. The credentials' shape is checked now, as jobs/create would, so a
  * schedule cannot be created that fails at every fire.
  */
-async function sealParams(deps: Pick<AppDeps, "workflows" | "vault">, trx: Db, tenantId: string, scheduleId: string, workflow: string, all: Record<string, unknown>) {
+async function sealParams(deps: Pick<AppDeps, "catalog" | "vault">, trx: Db, tenantId: string, scheduleId: string, workflow: string, all: Record<string, unknown>) {
   const { credentials, ...params } = all;
-  const declared = deps.workflows.get(workflow)?.definition?.credentials ?? [];
+  const declared = (await deps.catalog.find(trx, tenantId, workflow))?.credentials ?? [];
   if (credentials !== undefined && declared.length > 0 && !isStringRecord(credentials)) {
     throw new AppError("BAD_REQUEST", "Invalid input: params.credentials must map credential names to string values.", {
       data: { issues: [{ path: ["params", "credentials"], message: "must map credential names to string values" }] },
@@ -79,7 +79,7 @@ async function sealParams(deps: Pick<AppDeps, "workflows" | "vault">, trx: Db, t
 }
 
 export async function createSchedule(deps: AppDeps, caller: Caller, input: ScheduleSettings): Promise<store.ScheduleRow> {
-  const workflow = findRunnableWorkflow(deps, input.workflow);
+  const workflow = await findRunnableWorkflow(deps, deps.db, caller.tenantId, input.workflow);
   const id = deps.newId();
   const at = deps.clock.now().toISOString();
   const options: RunOptions = {
@@ -135,7 +135,7 @@ export async function listSchedules(deps: AppDeps, caller: Caller, filter: { ena
  * unrelated edit cannot drop a fire that is due this very moment.
  */
 export async function updateSchedule(deps: AppDeps, caller: Caller, id: string, changes: ScheduleChanges): Promise<store.ScheduleRow> {
-  const workflow = changes.workflow === undefined ? undefined : findRunnableWorkflow(deps, changes.workflow).name;
+  const workflow = changes.workflow === undefined ? undefined : (await findRunnableWorkflow(deps, deps.db, caller.tenantId, changes.workflow)).name;
   return deps.db.transaction().execute(async (trx) => {
     const row = await store.findSchedule(trx, caller.tenantId, id);
     if (!row) throw scheduleNotFound(id);

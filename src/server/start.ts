@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { systemClock, randomId, type Clock, type IdSource } from "../clock";
@@ -11,7 +11,7 @@ import { openDatabase, type Db } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
 import type { JobEndHook } from "../jobs/lifecycle";
 import { InProcessExecutor, type JobExecutor } from "../runner/executor";
-import { Runner, type JobWorkflowResolver } from "../runner/runner";
+import { Runner } from "../runner/runner";
 import { chooseSandbox } from "../runner/sandbox";
 import { WorkerExecutor, workerStarter } from "../runner/worker-executor";
 import { WorkerPool } from "../runner/worker-pool";
@@ -19,7 +19,10 @@ import { selfReadablePaths } from "../runtime";
 import { Scheduler, scheduleJobEndHook } from "../schedules/scheduler";
 import { DeliveryWorker, webhookJobEndHook } from "../webhooks/worker";
 import { Vault, type Keyring } from "../vault/vault";
+import { WorkflowCatalog } from "../workflows/catalog";
 import { WorkflowRegistry } from "../workflows/registry";
+import { DEFAULT_ARCHIVE_LIMITS } from "../deployments/archive";
+import { Deployments, tenantDeploymentsDir } from "../deployments/service";
 import { listen, type Listening } from "./listen";
 
 export interface OpenedStore {
@@ -42,20 +45,45 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
   }
 }
 
+const WORKERS_ROOT_PREFIX = "understudy-workers-";
+
+/**
+ * Removes the worker directories of servers that are gone (a SIGKILL leaves
+ * them behind): each is named after its server's pid.
+ */
+function removeStaleWorkerDirs(): void {
+  for (const entry of readdirSync(tmpdir())) {
+    const match = new RegExp(`^${WORKERS_ROOT_PREFIX}(\\d+)-`).exec(entry);
+    if (!match || Number(match[1]) === process.pid || isAlive(Number(match[1]))) continue;
+    rmSync(join(tmpdir(), entry), { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /**
  * The job executor of the configured isolation: worker processes in the
  * sandbox this host offers (the default), or the server's own process.
  */
-function createExecutor(config: Config, store: OpenedStore, workflows: WorkflowRegistry, log: Logger): JobExecutor {
+function createExecutor(config: Config, store: OpenedStore, workflows: WorkflowRegistry, deploymentsDir: string, log: Logger): JobExecutor {
   if (config.workers.isolation === "none") {
     log.log("warn", "workflow handlers run inside the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none): only for a single trusted operator");
     return new InProcessExecutor();
   }
-  const workersRoot = mkdtempSync(join(tmpdir(), "understudy-workers-"));
+  removeStaleWorkerDirs();
+  const workersRoot = mkdtempSync(join(tmpdir(), `${WORKERS_ROOT_PREFIX}${process.pid}-`));
   chmodSync(workersRoot, 0o700);
   const dataDir = dirname(resolve(store.dbPath));
   const sandbox = chooseSandbox(config.workers.sandbox, {
-    hidden: [dataDir, workersRoot, ...config.keyFiles.map((f) => resolve(f))],
+    // The database files too, by name: the data directory may be the workflows directory itself.
+    hidden: [dataDir, ...["", "-wal", "-shm", "-journal"].map((s) => `${resolve(store.dbPath)}${s}`), deploymentsDir, workersRoot, ...config.keyFiles.map((f) => resolve(f))],
     programPaths: [...selfReadablePaths(), ...(workflows.dir ? [resolve(workflows.dir)] : [])],
   });
   if (sandbox.mode === "bwrap") log.log("info", "workflow handlers run in worker processes, sandboxed with bubblewrap");
@@ -64,7 +92,9 @@ function createExecutor(config: Config, store: OpenedStore, workflows: WorkflowR
     start: workerStarter({
       sandbox,
       workersRoot,
-      readOnlyPaths: (_tenantId, kind) => (kind === "files" && workflows.dir ? [resolve(workflows.dir)] : []),
+      // A deployments worker sees its own tenant's uploads, no one else's.
+      readOnlyPaths: (tenantId, kind) =>
+        kind === "files" ? (workflows.dir ? [resolve(workflows.dir)] : []) : [tenantDeploymentsDir(deploymentsDir, tenantId)],
       log,
     }),
     limits: config.workers,
@@ -74,37 +104,11 @@ function createExecutor(config: Config, store: OpenedStore, workflows: WorkflowR
   const executor = new WorkerExecutor(pool);
   return {
     execute: (run) => executor.execute(run),
+    discover: (...args) => executor.discover(...args),
     async shutdown() {
       await executor.shutdown();
       rmSync(workersRoot, { recursive: true, force: true });
     },
-  };
-}
-
-/** Jobs of the operator's workflow files, found by name (a reload replaces a file's code for every job not yet started). */
-function fileWorkflowResolver(workflows: WorkflowRegistry, isolation: "process" | "none"): JobWorkflowResolver {
-  return async (_db, row) => {
-    const registered = workflows.get(row.workflow);
-    if (!registered?.definition) {
-      return {
-        error: registered
-          ? `Workflow "${row.workflow}" failed to load: ${registered.error}`
-          : `Workflow "${row.workflow}" is no longer loaded on this server.`,
-      };
-    }
-    if (!registered.path && isolation === "process") {
-      return { error: `Workflow "${row.workflow}" was handed to the server as code, not as a file, so it can run only in the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none).` };
-    }
-    const { definition } = registered;
-    return {
-      kind: "file",
-      name: definition.name,
-      credentials: definition.credentials,
-      startUrl: definition.startUrl,
-      viewport: definition.viewport,
-      path: registered.path ?? "",
-      definition,
-    };
   };
 }
 
@@ -140,11 +144,23 @@ export async function startServer(
   const workflows = options.workflows ?? (await WorkflowRegistry.load(options.workflowsDir, log));
   const newId = options.newId ?? randomId;
   const jobEndHooks: JobEndHook[] = [];
-  const executor = createExecutor(config, store, workflows, log);
+  const deploymentsDir = resolve(config.deployments.dir ?? join(dirname(resolve(store.dbPath)), "deployments"));
+  mkdirSync(deploymentsDir, { recursive: true, mode: 0o700 });
+  const executor = createExecutor(config, store, workflows, deploymentsDir, log);
+  const catalog = new WorkflowCatalog(workflows, deploymentsDir);
+  const deployments = new Deployments({
+    db: store.db,
+    clock,
+    newId,
+    log,
+    dir: deploymentsDir,
+    limits: { maxUploadBytes: config.deployments.maxUploadBytes, maxUnpackedBytes: config.deployments.maxUnpackedBytes, maxEntries: DEFAULT_ARCHIVE_LIMITS.maxEntries },
+    discover: (tenantId, dir, entry, timeoutMs) => executor.discover(tenantId, dir, entry, timeoutMs),
+  });
   const runner = new Runner({
     db: store.db,
     vault: store.vault,
-    resolveWorkflow: fileWorkflowResolver(workflows, config.workers.isolation),
+    resolveWorkflow: (db, row) => catalog.forJob(db, row, config.workers.isolation),
     executor,
     config,
     clock,
@@ -161,7 +177,7 @@ export async function startServer(
     allowPrivate: config.webhooks.allowPrivate ?? options.allowPrivateWebhooksByDefault ?? false,
   };
   const deliveries = new DeliveryWorker(webhookDeps);
-  const scheduler = new Scheduler({ db: store.db, vault: store.vault, clock, newId, log, workflows, runner, config });
+  const scheduler = new Scheduler({ db: store.db, vault: store.vault, clock, newId, log, catalog, runner, config });
   jobEndHooks.push(webhookJobEndHook(webhookDeps, () => deliveries.wake()), scheduleJobEndHook(scheduler.deps));
   await runner.recoverInterrupted();
   const deps: AppDeps = {
@@ -172,14 +188,17 @@ export async function startServer(
     newId,
     log,
     workflows,
+    catalog,
+    deployments,
     runner,
     jobEndHooks,
     webhooks: { allowPrivate: webhookDeps.allowPrivate, wake: () => deliveries.wake() },
     nowMs: options.nowMs,
   };
   const app = createApp(deps);
-  const listening = await listen(app, { ...config.listen, maxBodyBytes: config.maxBodyBytes });
+  const listening = await listen(app, { ...config.listen, maxBodyBytes: Math.max(config.maxBodyBytes, config.deployments.maxBodyBytes) });
   if (!options.runnerPaused) runner.start();
+  await deployments.resumeInterrupted();
   deliveries.start();
   scheduler.start();
   const stopWatching = options.watchWorkflows ? workflows.watch() : () => {};
@@ -194,6 +213,7 @@ export async function startServer(
       stopWatching();
       await listening.stop();
       await scheduler.stop();
+      deployments.stop();
       await runner.shutdown();
       await deliveries.stop();
       await flushAuditEvents(store.db);

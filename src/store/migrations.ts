@@ -210,4 +210,48 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex("schedules_tenant").on("schedules").columns(["tenant_id", "created_at"]).execute();
     },
   },
+  "0004_deployments": {
+    async up(db: Kysely<any>) {
+      // A tenant's uploaded workflow code. The files live in the deployments
+      // directory (<data dir>/deployments/<tenant>/<id>/); the row says what
+      // is there and whether it is ready.
+      await db.schema
+        .createTable("deployments")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("version", "integer", (c) => c.notNull())
+        .addColumn("status", "text", (c) => c.notNull())
+        .addColumn("entry_point", "text", (c) => c.notNull())
+        .addColumn("description", "text")
+        .addColumn("auto_repair", "integer", (c) => c.notNull().defaultTo(0))
+        .addColumn("build_error", "text")
+        .addColumn("upload_bytes", "integer", (c) => c.notNull())
+        .addColumn("unpacked_bytes", "integer", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .addColumn("ready_at", "text")
+        .execute();
+      await db.schema.createIndex("deployments_tenant_version").on("deployments").columns(["tenant_id", "version"]).unique().execute();
+
+      // The workflows a ready deployment holds. A tenant's workflow of a name
+      // is the one of its newest ready deployment that has the name.
+      await db.schema
+        .createTable("deployment_workflows")
+        .addColumn("deployment_id", "text", (c) => c.notNull().references("deployments.id"))
+        .addColumn("tenant_id", "text", (c) => c.notNull())
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("version", "integer", (c) => c.notNull())
+        .addColumn("credential_names", "text", (c) => c.notNull())
+        .addColumn("input_schema", "text")
+        .addColumn("output_schema", "text")
+        .addColumn("start_url", "text")
+        .addColumn("viewport", "text")
+        .addColumn("auth_profile_name", "text")
+        .addColumn("auth_profile_refresh", "integer")
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("deployment_workflows_pk", ["deployment_id", "name"])
+        .execute();
+      await db.schema.createIndex("deployment_workflows_lookup").on("deployment_workflows").columns(["tenant_id", "name", "version"]).execute();
+    },
+  },
 };

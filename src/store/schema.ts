@@ -15,6 +15,8 @@ export interface Database {
   webhook_endpoints: WebhookEndpointsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   schedules: SchedulesTable;
+  deployments: DeploymentsTable;
+  deployment_workflows: DeploymentWorkflowsTable;
 }
 
 export interface TenantsTable {
@@ -196,4 +198,41 @@ export interface SchedulesTable {
   consecutive_failures: number;
   created_at: string;
   updated_at: string;
+}
+
+export interface DeploymentsTable {
+  id: string;
+  tenant_id: string;
+  /** 1, 2, 3... per tenant: jobs show it as deployment_version. */
+  version: number;
+  /** building | ready | failed */
+  status: string;
+  entry_point: string;
+  description: string | null;
+  auto_repair: number;
+  build_error: string | null;
+  upload_bytes: number;
+  unpacked_bytes: number;
+  created_at: string;
+  updated_at: string;
+  ready_at: string | null;
+}
+
+export interface DeploymentWorkflowsTable {
+  deployment_id: string;
+  tenant_id: string;
+  name: string;
+  /** The deployment's version, copied so "newest per name" is one index lookup. */
+  version: number;
+  /** JSON array of the declared credential names (trimmed, lowercased). */
+  credential_names: string;
+  /** JSON Schema as JSON text (from .libretto-workflows.json), or null. */
+  input_schema: string | null;
+  output_schema: string | null;
+  start_url: string | null;
+  /** JSON {width, height}, or null. */
+  viewport: string | null;
+  auth_profile_name: string | null;
+  auth_profile_refresh: number | null;
+  created_at: string;
 }

@@ -19,7 +19,7 @@ import { WarmBrowser } from "../browser/warm";
 import type { WorkflowDefinition } from "../workflows/define";
 import { loadWorkflowFile, registerPlaywrightModules, registerWorkflowModules } from "../workflows/load";
 import { discoverDeployment, loadDeployedWorkflow } from "./deployed-code";
-import { hardenWorkerProcess } from "./linux";
+import { hardenWorkerProcess } from "../prctl";
 import {
   encodeMessage,
   LineSplitter,

@@ -1,8 +1,9 @@
 import { z } from "zod";
+import * as deployments from "../deployments/store";
 import { AppError } from "../errors";
 import { defineRoute } from "../http/route";
 import { timestamp } from "../http/schemas";
-import type { RegisteredWorkflow } from "./registry";
+import type { CatalogEntry } from "./catalog";
 
 const summary = {
   name: z.string(),
@@ -10,38 +11,38 @@ const summary = {
   deployment_status: z.enum(["ready", "failed"]),
   created_at: timestamp,
   updated_at: timestamp,
+  /** Extension: where it comes from: the tenant's deployment, or the operator's workflow files. */
+  source: z.enum(["deployment", "file"]),
   /** Extension: why a failed workflow (or workflow file) did not load. */
   error: z.string().nullable(),
 };
 
-const toSummary = (w: RegisteredWorkflow) => ({
+const toSummary = (w: CatalogEntry) => ({
   name: w.name,
   deployment_id: w.deploymentId,
   deployment_status: w.status,
   created_at: w.createdAt,
   updated_at: w.updatedAt,
+  source: w.source,
   error: w.error ?? null,
 });
-
-function jsonSchemaOf(schema: z.ZodType | undefined, io: "input" | "output"): unknown {
-  if (!schema) return null;
-  try {
-    const json = z.toJSONSchema(schema, { io, unrepresentable: "any" }) as Record<string, unknown>;
-    delete json.$schema;
-    return json;
-  } catch {
-    return null;
-  }
-}
 
 export const workflowRoutes = [
   defineRoute({
     path: "/v1/workflows/list",
-    summary: "The workflows this server has loaded (the same for every tenant), and files that failed to load.",
+    summary:
+      "The workflows this tenant can run: its deployed ones (the newest deployment of each name), then the operator's workflow files; and its deployments still building.",
     input: z.object({}),
-    output: z.object({ deployed_workflows: z.array(z.object(summary)), in_progress_builds: z.array(z.never()) }),
-    async handler({ deps }) {
-      return { deployed_workflows: deps.workflows.list().map(toSummary), in_progress_builds: [] };
+    output: z.object({
+      deployed_workflows: z.array(z.object(summary)),
+      in_progress_builds: z.array(z.object({ deployment_id: z.string(), status: z.literal("building"), entry_point: z.string(), created_at: timestamp })),
+    }),
+    async handler({ deps, caller }) {
+      const building = await deployments.deploymentsWithStatus(deps.db, "building", caller.tenantId);
+      return {
+        deployed_workflows: (await deps.catalog.list(deps.db, caller.tenantId)).map(toSummary),
+        in_progress_builds: building.map((d) => ({ deployment_id: d.id, status: "building" as const, entry_point: d.entry_point, created_at: d.created_at })),
+      };
     },
   }),
   defineRoute({
@@ -54,14 +55,14 @@ export const workflowRoutes = [
       input_schema: z.unknown(),
       output_schema: z.unknown(),
     }),
-    async handler({ deps }, input) {
-      const found = deps.workflows.get(input.workflow);
+    async handler({ deps, caller }, input) {
+      const found = await deps.catalog.find(deps.db, caller.tenantId, input.workflow);
       if (!found) throw new AppError("NOT_FOUND", `Workflow "${input.workflow}" not found. List the deployed workflows with /v1/workflows/list.`);
       return {
         ...toSummary(found),
-        credential_names: [...(found.definition?.credentials ?? [])],
-        input_schema: jsonSchemaOf(found.definition?.input, "input"),
-        output_schema: jsonSchemaOf(found.definition?.output, "output"),
+        credential_names: [...found.credentials],
+        input_schema: found.inputSchema,
+        output_schema: found.outputSchema,
       };
     },
   }),

@@ -11,8 +11,10 @@
 import { expect } from "bun:test";
 import { workflow } from "../../src/workflows/define";
 import { uniqueName, type TestResponse, type TestServer } from "../helpers";
+import { deploymentFixtures } from "./fixtures/deployments";
 import { scheduleFixtures } from "./fixtures/schedules";
 import { webhookFixtures } from "./fixtures/webhooks";
+import { uploadBase64 } from "../deployments/upload";
 import { expectError, expectOk, UUID } from "./wire";
 
 export type Tenant = "alpha" | "beta";
@@ -481,12 +483,27 @@ export const routeFixtures: Record<string, RouteFixture> = {
     },
     invalid: () => [],
     async otherTenant({ server }) {
-      // Workflows are global: both tenants see exactly the same list.
+      // The operator's workflow files are everyone's; a tenant's deployed workflows are its own.
+      const alphaDeployed = uniqueName("alpha_only");
+      expectOk(
+        await server.post("/v1/deployments/create", {
+          source: await uploadBase64({ workflows: [{ name: alphaDeployed, body: "return null;" }] }),
+          entry_point: "index.js",
+        }),
+        false,
+      );
+      await server.deps.deployments.idle();
       const alphaView = expectOk(await server.post("/v1/workflows/list", {}), false);
-      expect(alphaView.deployed_workflows.map((w: { name: string }) => w.name)).toContain(FIXTURE_WORKFLOW);
+      const names = (view: { deployed_workflows: { name: string }[] }) => view.deployed_workflows.map((w) => w.name);
+      expect(names(alphaView)).toContain(FIXTURE_WORKFLOW);
+      expect(names(alphaView)).toContain(alphaDeployed);
       return {
         input: {},
-        expectResponse: (response) => expect(expectOk(response, false)).toEqual(alphaView),
+        expectResponse(response) {
+          const betaView = expectOk(response, false);
+          expect(names(betaView)).toContain(FIXTURE_WORKFLOW);
+          expect(names(betaView)).not.toContain(alphaDeployed);
+        },
         alphaStillSees: async () => expect(expectOk(await server.post("/v1/workflows/list", {}), false)).toEqual(alphaView),
       };
     },
@@ -511,4 +528,5 @@ export const routeFixtures: Record<string, RouteFixture> = {
   // Each capability keeps its own fixtures in ./fixtures/, merged here.
   ...webhookFixtures,
   ...scheduleFixtures,
+  ...deploymentFixtures,
 };

@@ -24,7 +24,7 @@ beforeAll(async () => {
 });
 afterAll(async () => server.close());
 
-const SUMMARY_FIELDS = ["created_at", "deployment_id", "deployment_status", "error", "name", "updated_at"];
+const SUMMARY_FIELDS = ["created_at", "deployment_id", "deployment_status", "error", "name", "source", "updated_at"];
 
 describe("/v1/workflows/list", () => {
   test("every loaded workflow, ready, with the fields of API.md; in_progress_builds is empty", async () => {

@@ -331,7 +331,7 @@ test("started, the scheduler fires a due schedule on its own timer; stopped, it 
     clock,
     newId: server.deps.newId,
     log,
-    workflows: server.server.workflows,
+    catalog: server.deps.catalog,
     runner: server.runner,
     config: { schedules: { tickMs: 20 } },
   });

@@ -57,7 +57,7 @@ export async function scheduleHarness(options: {
     clock,
     newId: server.deps.newId,
     log: memoryLogger(),
-    workflows: server.server.workflows,
+    catalog: server.deps.catalog,
     runner: server.runner,
     config: { schedules: { tickMs: Number(HOUR_MS) } },
   });

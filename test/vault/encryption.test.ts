@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { flushAuditEvents } from "../../src/audit/store";
 import { systemClock, randomId } from "../../src/clock";
 import { loadConfig } from "../../src/config";
@@ -9,6 +9,9 @@ import { silentLogger } from "../../src/log";
 import { openStore } from "../../src/server/start";
 import { createApiKey, createTenant } from "../../src/tenants/service";
 import { toMasterKey } from "../../src/vault/master-key";
+import { DEFAULT_ARCHIVE_LIMITS } from "../../src/deployments/archive";
+import { Deployments } from "../../src/deployments/service";
+import { WorkflowCatalog } from "../../src/workflows/catalog";
 import { WorkflowRegistry } from "../../src/workflows/registry";
 import { idleRunner, newMasterKey, startTestServer, tempDir, type TestServer } from "../helpers";
 
@@ -34,6 +37,8 @@ function rawDatabaseBytes(dbPath: string): Buffer {
 /** An in-process app on a database file, for restart tests: open, use, close, reopen. */
 async function appOn(dbPath: string, key: Uint8Array, previous?: Uint8Array) {
   const store = await openStore(config, dbPath, { current: toMasterKey(key), previous: previous && toMasterKey(previous) });
+  const workflows = WorkflowRegistry.fromDefinitions([], silentLogger);
+  const deploymentsDir = join(dirname(dbPath), "deployments");
   const app = createApp({
     db: store.db,
     vault: store.vault,
@@ -41,7 +46,17 @@ async function appOn(dbPath: string, key: Uint8Array, previous?: Uint8Array) {
     clock: systemClock,
     newId: randomId,
     log: silentLogger,
-    workflows: WorkflowRegistry.fromDefinitions([], silentLogger),
+    workflows,
+    catalog: new WorkflowCatalog(workflows, deploymentsDir),
+    deployments: new Deployments({
+      db: store.db,
+      clock: systemClock,
+      newId: randomId,
+      log: silentLogger,
+      dir: deploymentsDir,
+      limits: DEFAULT_ARCHIVE_LIMITS,
+      discover: async () => [],
+    }),
     runner: idleRunner,
     jobEndHooks: [],
     webhooks: { allowPrivate: false, wake() {} },

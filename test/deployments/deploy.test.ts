@@ -1,0 +1,359 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { call, killChild, serveDeployment, waitForJob, type ServeDeployment } from "../e2e/serve-child";
+import { tempDir } from "../helpers";
+import type { ServerProcess } from "../process-helpers";
+import { tarBase64, uploadBase64, type UploadOptions } from "./upload";
+
+/**
+ * `libretto cloud deploy` against a real `serve` process: the upload goes
+ * from building to ready, its jobs run in worker processes with their
+ * declared credentials only, a newer deployment replaces it for new jobs
+ * while a running job finishes on its own version, and all of it survives a
+ * restart.
+ */
+
+let deployment: ServeDeployment;
+let workflowsDir: { path: string; remove(): void };
+let server: ServerProcess;
+let alpha: string;
+let beta: string;
+/** A 127.0.0.1 server a handler can wait on: /hold/<name> answers once the test releases <name>. */
+let holds: { url: string; release(name: string): void; waiting(name: string): boolean; stop(): void };
+
+beforeAll(async () => {
+  workflowsDir = tempDir("understudy-no-workflows-");
+  deployment = serveDeployment({ workflowsDir: workflowsDir.path, env: { UNDERSTUDY_JOB_GRACE_MS: "1000" } });
+  alpha = await deployment.addTenant("alpha");
+  beta = await deployment.addTenant("beta");
+  server = await deployment.start();
+  holds = holdServer();
+});
+
+afterAll(async () => {
+  await killChild(server);
+  holds?.stop();
+  deployment?.remove();
+  workflowsDir?.remove();
+});
+
+function holdServer() {
+  const waiting = new Map<string, () => void>();
+  const released = new Set<string>();
+  const srv = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(request) {
+      const name = new URL(request.url).pathname.split("/").pop()!;
+      if (!released.has(name)) await new Promise<void>((resolve) => waiting.set(name, resolve));
+      return new Response("released");
+    },
+  });
+  return {
+    url: `http://127.0.0.1:${srv.port}`,
+    release(name: string) {
+      released.add(name);
+      waiting.get(name)?.();
+    },
+    waiting: (name: string) => waiting.has(name),
+    stop: () => srv.stop(true),
+  };
+}
+
+async function deploy(key: string, options: UploadOptions, entry = "index.js") {
+  const source = await uploadBase64(options);
+  return call(server, key, "/v1/deployments/create", { source, entry_point: entry, description: "test upload" });
+}
+
+/** Polls deployments/sync (with `{id}`, as the CLI does) until the build ends. */
+async function built(key: string, id: string, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const synced = await call(server, key, "/v1/deployments/sync", { id });
+    expect(synced.status).toBe(200);
+    if (synced.body.status !== "building") return synced.body;
+    if (Date.now() > deadline) throw new Error(`deployment ${id} still building after ${timeoutMs} ms`);
+    await Bun.sleep(25);
+  }
+}
+
+async function runJob(key: string, workflow: string, params: Record<string, unknown> = {}) {
+  const created = await call(server, key, "/v1/jobs/create", { workflow, params });
+  expect(created.status, JSON.stringify(created.body)).toBe(200);
+  return waitForJob(server, key, created.body.job_id, { timeoutMs: 30_000 });
+}
+
+const versioned = (version: number): UploadOptions => ({
+  workflows: [
+    {
+      name: "versioned",
+      credentials: ["portal_user", "portal_pass"],
+      inputSchema: { type: "object", properties: { hold: { type: "string" } } },
+      body: `
+        if (input.hold) await fetch(input.hold);
+        return { version: ${version}, session: ctx.session, credentialNames: Object.keys(input.credentials ?? {}).sort(), credentials: input.credentials, hasPage: typeof ctx.page.goto === "function" };
+      `,
+    },
+  ],
+});
+
+describe("deployments: building -> ready -> jobs", () => {
+  let firstId: string;
+
+  test("an upload is building at once, then ready with its workflows; sync takes {id} as the CLI sends it", async () => {
+    for (const [name, value] of [
+      ["portal_user", "alpha-user-4471"],
+      ["portal_pass", "alpha-pass-9920"],
+      ["unrelated", "alpha-unrelated-3318"],
+    ]) {
+      expect((await call(server, alpha, "/v1/credentials/upsert", { name, value })).status).toBe(200);
+    }
+    const created = await deploy(alpha, versioned(1));
+    expect(created.status, JSON.stringify(created.body)).toBe(200);
+    expect(created.body.status).toBe("building");
+    expect(created.body.deployment_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(created.body.workflows).toBeUndefined();
+    firstId = created.body.deployment_id;
+
+    const ready = await built(alpha, firstId);
+    expect(ready).toMatchObject({ deployment_id: firstId, status: "ready", workflows: ["versioned"], deployment_version: 1, entry_point: "index.js" });
+    expect(ready.build_error).toBeUndefined();
+
+    const got = await call(server, alpha, "/v1/deployments/get", { deployment_id: firstId });
+    expect(got.body).toEqual(ready);
+    const listed = await call(server, alpha, "/v1/deployments/list", {});
+    expect(listed.body.deployments.map((d: any) => d.deployment_id)).toEqual([firstId]);
+
+    const workflows = await call(server, alpha, "/v1/workflows/list", {});
+    expect(workflows.body.deployed_workflows).toEqual([
+      expect.objectContaining({ name: "versioned", deployment_id: firstId, deployment_status: "ready", source: "deployment" }),
+    ]);
+    const one = await call(server, alpha, "/v1/workflows/get", { workflow: "versioned" });
+    expect(one.body.credential_names).toEqual(["portal_user", "portal_pass"]);
+    expect(one.body.input_schema).toEqual({ type: "object", properties: { hold: { type: "string" } } });
+  });
+
+  test("a job of it runs in a worker with exactly its declared credentials, redacted in the result", async () => {
+    const job = await runJob(alpha, "versioned");
+    expect(job.status, JSON.stringify(job)).toBe("completed");
+    expect(job.deployment_id).toBe(firstId);
+    expect(job.deployment_version).toBe("1");
+    expect(job.result.version).toBe(1);
+    expect(job.result.session).toBe(job.job_id);
+    expect(job.result.hasPage).toBe(true);
+    expect(job.result.credentialNames).toEqual(["portal_pass", "portal_user"]);
+    expect(job.result.credentials).toEqual({ portal_user: "[REDACTED:portal_user]", portal_pass: "[REDACTED:portal_pass]" });
+    expect(JSON.stringify(job)).not.toContain("alpha-unrelated-3318");
+  });
+
+  test("a second deployment replaces it for new jobs, while a running job finishes on the first", async () => {
+    const created = await call(server, alpha, "/v1/jobs/create", { workflow: "versioned", params: { hold: `${holds.url}/hold/first` } });
+    expect(created.status).toBe(200);
+    const heldJob = created.body.job_id as string;
+    const deadline = Date.now() + 20_000;
+    while (!holds.waiting("first")) {
+      if (Date.now() > deadline) throw new Error("the first job never reached its hold");
+      await Bun.sleep(20);
+    }
+
+    const second = await deploy(alpha, versioned(2));
+    const ready = await built(alpha, second.body.deployment_id);
+    expect(ready).toMatchObject({ status: "ready", workflows: ["versioned"], deployment_version: 2 });
+
+    const fresh = await runJob(alpha, "versioned");
+    expect(fresh.status).toBe("completed");
+    expect(fresh.result.version).toBe(2);
+    expect(fresh.deployment_id).toBe(second.body.deployment_id);
+    expect(fresh.deployment_version).toBe("2");
+
+    holds.release("first");
+    const held = await waitForJob(server, alpha, heldJob, { timeoutMs: 20_000 });
+    expect(held.status).toBe("completed");
+    expect(held.result.version).toBe(1);
+    expect(held.deployment_id).toBe(firstId);
+    expect(held.deployment_version).toBe("1");
+
+    const workflows = await call(server, alpha, "/v1/workflows/list", {});
+    expect(workflows.body.deployed_workflows).toEqual([expect.objectContaining({ name: "versioned", deployment_id: second.body.deployment_id })]);
+  });
+
+  test("tenant B cannot see, run or replace tenant A's deployed workflows", async () => {
+    const seen = await call(server, beta, "/v1/workflows/list", {});
+    expect(seen.body.deployed_workflows.map((w: any) => w.name)).not.toContain("versioned");
+    expect((await call(server, beta, "/v1/workflows/get", { workflow: "versioned" })).status).toBe(404);
+    const run = await call(server, beta, "/v1/jobs/create", { workflow: "versioned" });
+    expect(run.status).toBe(404);
+    const listed = await call(server, beta, "/v1/deployments/list", {});
+    expect(listed.body.deployments).toEqual([]);
+    const ofAlpha = (await call(server, alpha, "/v1/deployments/list", {})).body.deployments[0].deployment_id;
+    expect((await call(server, beta, "/v1/deployments/get", { deployment_id: ofAlpha })).status).toBe(404);
+    expect((await call(server, beta, "/v1/deployments/sync", { id: ofAlpha })).status).toBe(404);
+
+    // B deploys its own "versioned": it is B's alone, and A still runs A's.
+    const own = await deploy(beta, versioned(99));
+    expect((await built(beta, own.body.deployment_id)).status).toBe("ready");
+    const betaJob = await runJob(beta, "versioned");
+    expect(betaJob.result.version).toBe(99);
+    expect(betaJob.result.credentialNames).toEqual([]);
+    const alphaJob = await runJob(alpha, "versioned");
+    expect(alphaJob.result.version).toBe(2);
+  });
+
+  test("after a restart the deployments, their workflows and their jobs are all there", async () => {
+    expect(await server.stop()).toBe(0);
+    server = await deployment.start();
+    const listed = await call(server, alpha, "/v1/deployments/list", {});
+    expect(listed.body.deployments.map((d: any) => [d.deployment_version, d.status])).toEqual([
+      [2, "ready"],
+      [1, "ready"],
+    ]);
+    const job = await runJob(alpha, "versioned");
+    expect(job.status).toBe("completed");
+    expect(job.result.version).toBe(2);
+  });
+});
+
+describe("deployments that cannot be built", () => {
+  test("an entry point that throws at load fails the build with its error", async () => {
+    const created = await deploy(alpha, { workflows: [{ name: "throws-at-load", body: "return 1;" }], entryPrelude: `throw new Error("config.json is missing");` });
+    const failed = await built(alpha, created.body.deployment_id);
+    expect(failed.status).toBe("failed");
+    expect(failed.build_error).toContain("config.json is missing");
+    expect(failed.workflows).toBeUndefined();
+    expect((await call(server, alpha, "/v1/jobs/create", { workflow: "throws-at-load" })).status).toBe(404);
+  });
+
+  test("an external package that is not in the upload fails the build naming it", async () => {
+    const created = await deploy(alpha, { workflows: [{ name: "needs-left-pad", body: "return 1;" }], externals: { "left-pad": "^1.3.0" } });
+    const failed = await built(alpha, created.body.deployment_id);
+    expect(failed.status).toBe("failed");
+    expect(failed.build_error).toContain('"left-pad"');
+    expect(failed.build_error).toContain("does not install packages");
+  });
+
+  test("an entry point that imports a missing package fails the build naming it", async () => {
+    const created = await deploy(alpha, { workflows: [{ name: "imports-missing", body: "return 1;" }], entryPrelude: `import "definitely-not-installed-pkg";` });
+    const failed = await built(alpha, created.body.deployment_id);
+    expect(failed.status).toBe("failed");
+    expect(failed.build_error).toContain("definitely-not-installed-pkg");
+  });
+
+  test("an entry point that exports no workflow fails the build saying what to export", async () => {
+    const created = await deploy(alpha, { workflows: [], noMetadata: true });
+    const failed = await built(alpha, created.body.deployment_id);
+    expect(failed.status).toBe("failed");
+    expect(failed.build_error).toContain("exports no workflows");
+  });
+
+  test("an entry_point that is not in the upload is a 400 and nothing is stored", async () => {
+    const before = (await call(server, alpha, "/v1/deployments/list", { limit: 100 })).body.deployments.length;
+    const refused = await deploy(alpha, versioned(3), "main.js");
+    expect(refused.status).toBe(400);
+    expect(refused.body.message).toContain('"main.js" is not a file in the upload');
+    expect((await call(server, alpha, "/v1/deployments/list", { limit: 100 })).body.deployments.length).toBe(before);
+  });
+
+  test("a deployment still building is listed in workflows/list's in_progress_builds", async () => {
+    const created = await deploy(alpha, {
+      workflows: [{ name: "slow-to-load", body: "return 1;" }],
+      entryPrelude: "await new Promise((resolve) => setTimeout(resolve, 1500));",
+    });
+    const listed = await call(server, alpha, "/v1/workflows/list", {});
+    expect(listed.body.in_progress_builds).toEqual([
+      { deployment_id: created.body.deployment_id, status: "building", entry_point: "index.js", created_at: expect.any(String) },
+    ]);
+    expect((await call(server, beta, "/v1/workflows/list", {})).body.in_progress_builds).toEqual([]);
+    expect((await built(alpha, created.body.deployment_id)).status).toBe("ready");
+    expect((await call(server, alpha, "/v1/workflows/list", {})).body.in_progress_builds).toEqual([]);
+  });
+
+  test("nothing of any upload is written outside its deployment's folder", () => {
+    const root = join(deployment.cwd, "deployments");
+    expect(existsSync(root)).toBe(true);
+    // <root>/<tenant id>/<deployment id>/..., nothing else.
+    for (const tenant of readdirSync(root)) {
+      expect(tenant).toMatch(/^[0-9a-f-]{36}$/);
+      for (const id of readdirSync(join(root, tenant))) expect(id).toMatch(/^[0-9a-f-]{36}$/);
+    }
+    expect(readdirSync(deployment.cwd).sort()).toEqual(["deployments", "understudy.db", "understudy.db-shm", "understudy.db-wal"]);
+  });
+});
+
+describe("hostile uploads", () => {
+  /** Every file under `dir`, relative, to compare before and after. */
+  const listing = (dir: string) => (existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String).sort() : []);
+  const outside = () => join(deployment.cwd, "..");
+
+  async function refused(entries: Parameters<typeof tarBase64>[0], status: number, words: string) {
+    const before = { data: listing(deployment.cwd), parent: readdirSync(outside()).sort() };
+    const response = await call(server, alpha, "/v1/deployments/create", { source: await tarBase64(entries), entry_point: "index.js" });
+    expect(response.status, JSON.stringify(response.body)).toBe(status);
+    expect(response.body.message).toContain(words);
+    // Nothing written: no new deployment folder, no file anywhere near.
+    expect(listing(deployment.cwd).filter((f) => !f.startsWith("understudy.db"))).toEqual(before.data.filter((f) => !f.startsWith("understudy.db")));
+    expect(readdirSync(outside()).sort()).toEqual(before.parent);
+  }
+
+  const index = { header: { name: "./index.js", type: "file" as const, mode: 0o644 }, content: "export {};" };
+
+  test("a path that climbs out (../x, a/../../x) is a 400", async () => {
+    await refused([index, { header: { name: "../escaped.txt", type: "file" }, content: "x" }], 400, "escaped.txt");
+    await refused([index, { header: { name: "a/../../escaped.txt", type: "file" }, content: "x" }], 400, "escaped.txt");
+  });
+
+  test("an absolute path is a 400", async () => {
+    const target = join(outside(), "absolute-escape.txt");
+    await refused([index, { header: { name: target, type: "file" }, content: "x" }], 400, "absolute-escape.txt");
+    expect(existsSync(target)).toBe(false);
+  });
+
+  test("a link out of the tree, and a write through a link, are a 400", async () => {
+    await refused([index, { header: { name: "./etc", type: "symlink", linkname: "/etc" } }], 400, "etc");
+    await refused([index, { header: { name: "./up", type: "symlink", linkname: "../../.." } }], 400, "up");
+    await refused(
+      [index, { header: { name: "./inside", type: "symlink", linkname: "." } }, { header: { name: "./inside/through.txt", type: "file" }, content: "x" }],
+      400,
+      "through.txt",
+    );
+    await refused([index, { header: { name: "./hard", type: "link", linkname: "/etc/passwd" } }], 400, "hard");
+  });
+
+  test("a device file or a FIFO is a 400", async () => {
+    await refused([index, { header: { name: "./null", type: "character-device", devmajor: 1, devminor: 3 } }], 400, "null");
+    await refused([index, { header: { name: "./pipe", type: "fifo" } }], 400, "pipe");
+  });
+
+  test("garbage and an empty archive are a 400", async () => {
+    const garbage = await call(server, alpha, "/v1/deployments/create", { source: "definitely not base64!", entry_point: "index.js" });
+    expect(garbage.status).toBe(400);
+    expect(garbage.body.data.issues[0].path).toEqual(["source"]);
+    await refused([], 400, "");
+  });
+
+  describe("with small limits", () => {
+    beforeAll(async () => {
+      expect(await server.stop()).toBe(0);
+      server = await deployment.start({ UNDERSTUDY_MAX_DEPLOY_BYTES: "65536", UNDERSTUDY_MAX_DEPLOY_UNPACKED_BYTES: "1048576" });
+    });
+
+    test("an upload over UNDERSTUDY_MAX_DEPLOY_BYTES is a 413", async () => {
+      const noise = crypto.getRandomValues(new Uint8Array(60_000));
+      const source = await tarBase64([index, { header: { name: "./noise.bin", type: "file" }, content: Buffer.concat([Buffer.from(noise), Buffer.from(crypto.getRandomValues(new Uint8Array(20_000)))]) }]);
+      const response = await call(server, alpha, "/v1/deployments/create", { source, entry_point: "index.js" });
+      expect(response.status).toBe(413);
+      expect(response.body.code).toBe("PAYLOAD_TOO_LARGE");
+      expect(response.body.message).toContain("The upload was refused");
+    });
+
+    test("a body far over the limit is refused before it is read whole", async () => {
+      const response = await call(server, alpha, "/v1/deployments/create", { source: "A".repeat(200_000), entry_point: "index.js" });
+      expect(response.status).toBe(413);
+    });
+
+    test("a gzip bomb is a 413 and nothing is written", async () => {
+      // 16 MiB of zeros: ~16 KB gzip'd, 16 times the unpacked limit.
+      await refused([index, { header: { name: "./zeros.bin", type: "file" }, content: Buffer.alloc(16 * 1024 * 1024) }], 413, "");
+    });
+  });
+});
