@@ -46,6 +46,10 @@ FROM debian:bookworm-slim
 # 0: no browser, a much smaller image; such workflows fail with a clear error.
 ARG WITH_CHROMIUM=1
 
+# bubblewrap sandboxes the worker processes that run tenant code; it needs
+# user namespaces, which Docker's default seccomp profile refuses: run with
+# --security-opt seccomp=unconfined (or a profile that allows them) to get it,
+# else workers run with the process boundary only, and serve says so at start.
 # Docs, man pages and translations are left out (debian:bookworm-slim does the
 # same for its own packages). tini is PID 1: it passes SIGTERM on to understudy
 # and reaps the orphaned processes a browser can leave behind (the binary
@@ -61,7 +65,7 @@ RUN set -eux; \
       'path-exclude=/usr/share/man/*' 'path-exclude=/usr/share/info/*' 'path-exclude=/usr/share/locale/*' \
       > /etc/dpkg/dpkg.cfg.d/understudy-nodoc; \
     apt-get update; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates tini $browser; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates tini bubblewrap $browser; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     groupadd --gid 10001 understudy; \

@@ -96,7 +96,7 @@ async function oneJob(client: Api): Promise<number> {
   const { job_id } = await client.post("/v1/jobs/create", { workflow: WORKFLOW, params: {} });
   const job = await waitForEnd(client, job_id);
   if (job.status !== "completed" || job.result?.title !== "bench page") throw new Error(`job ${job_id} ended ${job.status}: ${job.error ?? JSON.stringify(job.result)}`);
-  return Date.parse(job.completed_at) - sent;
+  return Math.round(Date.parse(job.completed_at) - sent);
 }
 
 /** Direct children of `pid` and their descendants, from /proc. */
@@ -165,12 +165,14 @@ async function main() {
         UNDERSTUDY_WORKFLOWS_DIR: join(import.meta.dir, "workflows"),
       },
     }));
-    const sandbox = /sandboxed with bubblewrap/.test(server.stderr()) ? "bwrap" : "none";
-    console.log(`server ${server.url} (pid ${server.pid}), worker sandbox: ${sandbox}`);
+    console.log(`server ${server.url} (pid ${server.pid})`);
     const main = api(server.url, keys[0]!);
 
     // The first job of a tenant starts its worker and its browser.
     const cold = await oneJob(main);
+    const first = workers(server.pid)[0];
+    const sandbox = first && readFileSync(`/proc/${first.pid}/comm`, "utf8").trim() === "bwrap" ? "bubblewrap" : "none (the process boundary only)";
+    console.log(`worker sandbox: ${sandbox}`);
     console.log(`first job of a tenant (worker and browser start): ${cold} ms`);
 
     // Warm latency: one at a time.
@@ -180,7 +182,7 @@ async function main() {
       latencies.push(await oneJob(main));
       await Bun.sleep(50); // a gap between jobs, as between real ones: the next page is prepared meanwhile
     }
-    const warm = percentiles(latencies);
+    const warm = percentiles(latencies.map((x) => Math.round(x)));
     console.log(`warm, one at a time (${SAMPLES} jobs): p50 ${warm.p50} ms, p90 ${warm.p90} ms, p99 ${warm.p99} ms, min ${warm.min} ms, max ${warm.max} ms`);
 
     // Throughput at concurrency 4: warm all four workers, then the batch.

@@ -1,3 +1,5 @@
+import { realpathSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -25,6 +27,21 @@ export function selfCommand(subcommand: readonly string[]): string[] {
 /** The files a worker started with selfCommand() must be able to read: the program and, from source, the checkout. */
 export function selfReadablePaths(): string[] {
   if (isCompiled) return [process.execPath];
-  // From source: the Bun executable and the checkout (src/, node_modules/, bunfig.toml, tsconfig.json).
-  return [process.execPath, fileURLToPath(new URL("..", import.meta.url))];
+  // From source: the Bun executable and the checkout (src/, node_modules/,
+  // bunfig.toml, tsconfig.json); a node_modules that is a link to elsewhere
+  // is bound where it really is, too.
+  const checkout = fileURLToPath(new URL("..", import.meta.url));
+  const paths = [process.execPath, realPathOf(process.execPath), checkout];
+  const modules = join(checkout, "node_modules");
+  const real = realPathOf(modules);
+  if (real !== modules) paths.push(real);
+  return [...new Set(paths)];
+}
+
+function realPathOf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
 }

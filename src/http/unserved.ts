@@ -54,6 +54,12 @@ export const UNSERVED_FEATURES: readonly UnservedFeature[] = [
       "Use an API key made by the server's operator with `understudy keys create --tenant NAME` (listed and revoked with `understudy keys list` and `understudy keys revoke`), and set it as LIBRETTO_API_KEY.",
     paths: ["/v1/auth/*", "/api/auth/*"],
   },
+  {
+    // core/telemetry.ts: every CLI command POSTs /v1/telemetry/recordCliEvent to LIBRETTO_API_URL (250 ms, errors ignored)
+    feature: "CLI usage telemetry",
+    instead: "Nothing the CLI sends here is recorded; LIBRETTO_TELEMETRY_DISABLED=1 stops the CLI from sending it.",
+    paths: ["/v1/telemetry/*"],
+  },
 ];
 
 function matches(pattern: string, path: string): boolean {

@@ -77,6 +77,14 @@ const CLI_CALLS: CliCall[] = [
   { method: "POST", url: "/api/auth/api-key/create", body: { name: "laptop" }, auth: "key", says: AUTH },
   { method: "GET", url: "/api/auth/api-key/list", auth: "key", says: AUTH },
   { method: "POST", url: "/api/auth/api-key/delete", body: { keyId: "k1" }, auth: "cookie", says: AUTH },
+  // cli/core/telemetry.ts: after every command, with the key when there is one
+  {
+    method: "POST",
+    url: "/v1/telemetry/recordCliEvent",
+    body: { installId: "i1", timestamp: "2026-11-30T00:00:00.000Z", event: "cloud deploy", error: false, packageVersion: "0.6.45", buildChannel: "node_modules" },
+    auth: "key",
+    says: ["Understudy does not offer CLI usage telemetry", "LIBRETTO_TELEMETRY_DISABLED=1"],
+  },
 ];
 
 const pathOf = (url: string) => url.split("?")[0]!;
