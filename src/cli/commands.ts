@@ -99,6 +99,7 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
           generatedKey: master.generated,
           workflowsDir,
           workflows: { ready, failed: loaded.length - ready },
+          isolation: server.isolation,
         }),
       );
       return serveUntilStopped(io, server);

@@ -73,6 +73,8 @@ export function devBanner(options: {
   generatedKey: boolean;
   workflowsDir: string;
   workflows: { ready: number; failed: number };
+  /** How handlers run, in a few words (RunningServer.isolation). */
+  isolation: string;
 }): string {
   const rel = (p: string) => {
     const r = relative(options.cwd, p);
@@ -87,6 +89,7 @@ export function devBanner(options: {
     `  tenant       ${DEV_TENANT}`,
     `  workflows    ${rel(options.workflowsDir)}: ${options.workflows.ready} ready${options.workflows.failed ? `, ${options.workflows.failed} failed` : ""}` +
       (options.workflows.ready + options.workflows.failed === 0 ? " (try UNDERSTUDY_WORKFLOWS_DIR=examples/workflows)" : " (reloaded on change)"),
+    `  handlers     ${options.isolation}`,
     options.newKey
       ? `  API key      ${options.newKey}\n               (shown once; saved in ${keyFile})`
       : `  API key      in ${keyFile}`,

@@ -72,10 +72,16 @@ function isAlive(pid: number): boolean {
  * The job executor of the configured isolation: worker processes in the
  * sandbox this host offers (the default), or the server's own process.
  */
-function createExecutor(config: Config, store: OpenedStore, workflows: WorkflowRegistry, deploymentsDir: string, log: Logger): JobExecutor {
+function createExecutor(
+  config: Config,
+  store: OpenedStore,
+  workflows: WorkflowRegistry,
+  deploymentsDir: string,
+  log: Logger,
+): { executor: JobExecutor; isolation: string } {
   if (config.workers.isolation === "none") {
     log.log("warn", "workflow handlers run inside the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none): only for a single trusted operator");
-    return new InProcessExecutor();
+    return { executor: new InProcessExecutor(), isolation: "in the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none)" };
   }
   removeStaleWorkerDirs();
   const workersRoot = mkdtempSync(join(tmpdir(), `${WORKERS_ROOT_PREFIX}${process.pid}-`));
@@ -103,12 +109,18 @@ function createExecutor(config: Config, store: OpenedStore, workflows: WorkflowR
   });
   const executor = new WorkerExecutor(pool);
   return {
-    execute: (run) => executor.execute(run),
-    discover: (...args) => executor.discover(...args),
-    async shutdown() {
-      await executor.shutdown();
-      rmSync(workersRoot, { recursive: true, force: true });
+    executor: {
+      execute: (run) => executor.execute(run),
+      discover: (...args) => executor.discover(...args),
+      async shutdown() {
+        await executor.shutdown();
+        rmSync(workersRoot, { recursive: true, force: true });
+      },
     },
+    isolation:
+      sandbox.mode === "bwrap"
+        ? "worker processes, sandboxed with bubblewrap"
+        : `worker processes, no sandbox (${sandbox.reason})`,
   };
 }
 
@@ -118,6 +130,8 @@ export interface RunningServer extends Listening {
   readonly vault: Vault;
   readonly runner: Runner;
   readonly workflows: WorkflowRegistry;
+  /** How handlers run, in a few words, for the dev banner. */
+  readonly isolation: string;
   /** Stops taking requests, lets running jobs finish (up to the shutdown deadline), then closes the database. */
   close(): Promise<void>;
 }
@@ -146,7 +160,7 @@ export async function startServer(
   const jobEndHooks: JobEndHook[] = [];
   const deploymentsDir = resolve(config.deployments.dir ?? join(dirname(resolve(store.dbPath)), "deployments"));
   mkdirSync(deploymentsDir, { recursive: true, mode: 0o700 });
-  const executor = createExecutor(config, store, workflows, deploymentsDir, log);
+  const { executor, isolation } = createExecutor(config, store, workflows, deploymentsDir, log);
   const catalog = new WorkflowCatalog(workflows, deploymentsDir);
   const deployments = new Deployments({
     db: store.db,
@@ -209,6 +223,7 @@ export async function startServer(
     vault: store.vault,
     runner,
     workflows,
+    isolation,
     async close() {
       stopWatching();
       await listening.stop();
