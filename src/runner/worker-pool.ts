@@ -50,7 +50,8 @@ export class WorkerPool {
 
   constructor(deps: PoolDeps) {
     this.#deps = deps;
-    this.#sweep = setInterval(() => void this.sweep(), SWEEP_MS);
+    // Often enough that a short idle timeout is kept to within half of it.
+    this.#sweep = setInterval(() => void this.sweep(), Math.min(SWEEP_MS, Math.max(250, deps.limits.idleMs / 2)));
     (this.#sweep as { unref?: () => void }).unref?.();
   }
 

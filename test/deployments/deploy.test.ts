@@ -214,6 +214,24 @@ describe("deployments: building -> ready -> jobs", () => {
   });
 });
 
+describe("what a deployment brings", () => {
+  test("a bundled libretto/ copy (a file: dependency) is what its code gets for require(\"libretto\"), as it is", async () => {
+    const created = await deploy(alpha, {
+      workflows: [{ name: "own-libretto", body: "return { libretto: ownLibretto.who, playwright: typeof require('playwright').chromium.launch };" }],
+      implementationPrelude: 'const ownLibretto = require("libretto");',
+      externals: { libretto: "file:./libretto" },
+      files: {
+        "libretto/package.json": JSON.stringify({ name: "libretto", version: "0.6.45", main: "index.js" }),
+        "libretto/index.js": 'module.exports = { who: "the upload\'s own libretto" };',
+      },
+    });
+    expect((await built(alpha, created.body.deployment_id)).status).toBe("ready");
+    const job = await runJob(alpha, "own-libretto");
+    expect(job.status, JSON.stringify(job)).toBe("completed");
+    expect(job.result).toEqual({ libretto: "the upload's own libretto", playwright: "function" });
+  });
+});
+
 describe("deployments that cannot be built", () => {
   test("an entry point that throws at load fails the build with its error", async () => {
     const created = await deploy(alpha, { workflows: [{ name: "throws-at-load", body: "return 1;" }], entryPrelude: `throw new Error("config.json is missing");` });
