@@ -228,7 +228,9 @@ export class Deployments {
       log.log("info", "deployment ready", { deployment_id: id, workflows: workflows.length, build_ms: Math.round(performance.now() - started) });
     } catch (error) {
       const message = error instanceof BuildError ? error.message : "The build failed inside the server; the server log has the detail. Deploy again.";
-      if (!(error instanceof BuildError)) log.log("error", "deployment build failed", { deployment_id: id, error: error instanceof Error ? error.message : "error" });
+      // A build runs no job: no credential value can be in its error.
+      if (error instanceof BuildError) log.log("info", "deployment build failed", { deployment_id: id, build_error: message });
+      else log.log("error", "deployment build failed inside the server", { deployment_id: id, error: error instanceof Error ? error.message : "error" });
       await this.#fail(id, message);
     }
   }
