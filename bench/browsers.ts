@@ -18,12 +18,12 @@
  *
  * Options: --samples N (40) --jobs N (200) --tenants N (20) --binary PATH --rebuild
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { BINARY_NAME, buildAll, formatBytes, ROOT } from "../scripts/build";
-import { runCommand, startServer, type ServerProcess } from "./lib/server";
+import { compiledBinary } from "./lib/binary";
+import { addTenant, benchServe, runCommand, startServer, type ServerProcess } from "./lib/server";
 
 const { values: args } = parseArgs({
   options: {
@@ -47,18 +47,6 @@ function percentiles(values: number[]) {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
   return { p50: at(50), p90: at(90), p99: at(99), min: sorted[0]!, max: sorted[sorted.length - 1]! };
-}
-
-async function binaryPath(): Promise<string> {
-  if (args.binary) return args.binary;
-  const binary = join(ROOT, "dist", BINARY_NAME);
-  const sources = [join(ROOT, "package.json"), ...readdirSync(join(ROOT, "src"), { recursive: true }).map((f) => join(ROOT, "src", String(f)))];
-  const newest = Math.max(...sources.filter((f) => statSync(f).isFile()).map((f) => statSync(f).mtimeMs));
-  if (!args.rebuild && existsSync(binary) && statSync(binary).mtimeMs >= newest) return binary;
-  console.log("building dist/understudy ...");
-  const built = await buildAll(join(ROOT, "dist"), { targets: ["binary"] });
-  console.log(`built ${built.binary!.path} (${formatBytes(built.binary!.bytes)})`);
-  return built.binary!.path;
 }
 
 interface Api {
@@ -143,29 +131,16 @@ function workers(serverPid: number): { pid: number; processes: number; pssBytes:
 let running: ServerProcess | undefined;
 
 async function main() {
-  const binary = await binaryPath();
+  const binary = await compiledBinary(args.binary, args.rebuild!);
   const work = mkdtempSync(join(tmpdir(), "understudy-bench-browsers-"));
   try {
     const baseEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: work };
     const dbPath = join(work, "bench.db");
     const masterKey = (await runCommand([binary, "keygen"], { cwd: work, env: baseEnv })).trim();
     const keys: string[] = [];
-    for (let t = 0; t < TENANTS + 1; t++) {
-      await runCommand([binary, "tenants", "create", `bench-${t}`, "--db", dbPath], { cwd: work, env: baseEnv });
-      keys.push((await runCommand([binary, "keys", "create", "--tenant", `bench-${t}`, "--db", dbPath], { cwd: work, env: baseEnv })).trim());
-    }
-    const server = (running = await startServer({
-      command: [binary, "serve"],
-      cwd: work,
-      env: {
-        ...baseEnv,
-        UNDERSTUDY_MASTER_KEY: masterKey,
-        UNDERSTUDY_DB: dbPath,
-        UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0",
-        UNDERSTUDY_REQUEST_LOG: "off",
-        UNDERSTUDY_WORKFLOWS_DIR: join(import.meta.dir, "workflows"),
-      },
-    }));
+    for (let t = 0; t < TENANTS + 1; t++) keys.push(await addTenant(binary, { cwd: work, env: baseEnv, dbPath, name: `bench-${t}` }));
+    const serve = benchServe(binary, { cwd: work, env: { ...baseEnv, UNDERSTUDY_WORKFLOWS_DIR: join(import.meta.dir, "workflows") }, masterKey, dbPath });
+    const server = (running = await startServer(serve));
     console.log(`server ${server.url} (pid ${server.pid})`);
     const main = api(server.url, keys[0]!);
 

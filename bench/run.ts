@@ -21,12 +21,13 @@
  * or id prefixes: `--only jobs` runs every job scenario, `--only
  * jobs.throughput` every jobs.throughput* row.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { parseArgs } from "node:util";
-import { BINARY_NAME, buildAll, formatBytes, gitCommit, ROOT } from "../scripts/build";
-import { busyCores, machineCpu, readCpuSeconds, readMemory, runCommand, startServer, type ServerProcess } from "./lib/server";
+import { gitCommit, ROOT } from "../scripts/build";
+import { compiledBinary } from "./lib/binary";
+import { addTenant, benchServe, busyCores, machineCpu, readCpuSeconds, readMemory, runCommand, startServer, type ServerProcess } from "./lib/server";
 import { scenarios, WORKFLOWS_DIR, type BenchContext, type Scenario, type ScenarioResult } from "./scenarios";
 import { evaluateTargets, jobsPerSecond, megabytes, ms, ratio, shareOfCeiling, tenthMs, type Measurements } from "./targets";
 
@@ -49,28 +50,6 @@ interface CpuAccount {
   generatorCores: number;
   /** Cores used by everything else on the machine meanwhile (other users, the OS). */
   otherCores: number;
-}
-
-/** dist/understudy, rebuilt when missing or older than anything it is built from. */
-async function compiledBinary(binaryArg: string | undefined, rebuild: boolean): Promise<string> {
-  if (binaryArg) return binaryArg;
-  const binary = join(ROOT, "dist", BINARY_NAME);
-  const sources = [join(ROOT, "package.json"), join(ROOT, "scripts", "build.ts"), ...listFiles(join(ROOT, "src"))];
-  const newestSource = Math.max(...sources.map((f) => statSync(f).mtimeMs));
-  if (!rebuild && existsSync(binary) && statSync(binary).mtimeMs >= newestSource) {
-    console.log(`using ${binary} (newer than the sources)`);
-    return binary;
-  }
-  console.log("building dist/understudy ...");
-  const built = await buildAll(join(ROOT, "dist"), { targets: ["binary"] });
-  console.log(`built ${built.binary!.path} (${formatBytes(built.binary!.bytes)}, ${built.commit})`);
-  return built.binary!.path;
-}
-
-function listFiles(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile())
-    .map((entry) => join(entry.parentPath, entry.name));
 }
 
 /** autocannon's latency histogram has 1 ms buckets: 0 means under a millisecond. */
@@ -187,20 +166,8 @@ async function main(): Promise<number> {
     const masterKey = (await runCommand([binary, "keygen"], { cwd: work, env: baseEnv })).trim();
     const prepare = async (index: number, env: Record<string, string>) => {
       const dbPath = join(work, `bench-${index}.db`);
-      await runCommand([binary, "tenants", "create", "bench", "--db", dbPath], { cwd: work, env: baseEnv });
-      const apiKey = (await runCommand([binary, "keys", "create", "--tenant", "bench", "--db", dbPath], { cwd: work, env: baseEnv })).trim();
-      const serve = {
-        command: [binary, "serve"],
-        cwd: work,
-        env: {
-          ...baseEnv,
-          UNDERSTUDY_MASTER_KEY: masterKey,
-          UNDERSTUDY_DB: dbPath,
-          UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0",
-          UNDERSTUDY_REQUEST_LOG: "off",
-          ...env,
-        },
-      };
+      const apiKey = await addTenant(binary, { cwd: work, env: baseEnv, dbPath, name: "bench" });
+      const serve = benchServe(binary, { cwd: work, env: { ...baseEnv, ...env }, masterKey, dbPath });
       return { serve, apiKey };
     };
 

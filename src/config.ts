@@ -96,7 +96,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_CHROMIUM_PATH: "(chromium on PATH)",
   UNDERSTUDY_WORKFLOW_ISOLATION: "process (none: handlers in the server; a single trusted operator only)",
   UNDERSTUDY_WORKER_SANDBOX: "auto (bwrap when it works here, else none; bwrap: required)",
-  UNDERSTUDY_WARM_WORKERS: "8",
+  UNDERSTUDY_WARM_WORKERS: "8, or UNDERSTUDY_CONCURRENCY when that is more",
   UNDERSTUDY_WORKER_IDLE_MS: "300000",
   UNDERSTUDY_WORKER_MEMORY_MB: "4096",
   UNDERSTUDY_DEPLOYMENTS_DIR: "(the database's directory)/deployments",
@@ -163,7 +163,7 @@ const envSchema = z.object({
   UNDERSTUDY_CHROMIUM_PATH: z.string().trim().min(1, "must be a file path").optional(),
   UNDERSTUDY_WORKFLOW_ISOLATION: z.enum(["process", "none"], "must be process or none").default("process"),
   UNDERSTUDY_WORKER_SANDBOX: z.enum(["auto", "bwrap", "none"], "must be auto, bwrap or none").default("auto"),
-  UNDERSTUDY_WARM_WORKERS: nonNegativeInt("idle workers kept warm").default(8),
+  UNDERSTUDY_WARM_WORKERS: nonNegativeInt("idle workers kept warm").optional(),
   UNDERSTUDY_WORKER_IDLE_MS: positiveInt("milliseconds").default(300_000),
   UNDERSTUDY_WORKER_MEMORY_MB: positiveInt("megabytes").default(4096),
   UNDERSTUDY_DEPLOYMENTS_DIR: z.string().trim().min(1, "must be a directory path").optional(),
@@ -230,7 +230,10 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
     workers: Object.freeze({
       isolation: v.UNDERSTUDY_WORKFLOW_ISOLATION,
       sandbox: v.UNDERSTUDY_WORKER_SANDBOX,
-      maxWarm: v.UNDERSTUDY_WARM_WORKERS,
+      // Fewer warm workers than jobs at once would stop, after every busy
+      // spell, workers the next one starts again (measured at concurrency 32
+      // with 8: 81 jobs/s, the machine busy starting workers).
+      maxWarm: v.UNDERSTUDY_WARM_WORKERS ?? Math.max(8, v.UNDERSTUDY_CONCURRENCY),
       idleMs: v.UNDERSTUDY_WORKER_IDLE_MS,
       memoryBytes: v.UNDERSTUDY_WORKER_MEMORY_MB * 1024 * 1024,
     }),

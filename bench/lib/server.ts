@@ -30,6 +30,28 @@ export async function runCommand(command: string[], options: { cwd: string; env:
   return stdout;
 }
 
+/** Creates a tenant with the binary's admin CLI on a database file and returns a new API key of it. */
+export async function addTenant(binary: string, options: { cwd: string; env: Record<string, string>; dbPath: string; name: string }): Promise<string> {
+  const { cwd, env, dbPath, name } = options;
+  await runCommand([binary, "tenants", "create", name, "--db", dbPath], { cwd, env });
+  return (await runCommand([binary, "keys", "create", "--tenant", name, "--db", dbPath], { cwd, env })).trim();
+}
+
+/** `serve` of the binary on a database, as the benchmarks run it: rate limit and request log off. */
+export function benchServe(binary: string, options: { cwd: string; env: Record<string, string>; masterKey: string; dbPath: string }): StartOptions {
+  return {
+    command: [binary, "serve"],
+    cwd: options.cwd,
+    env: {
+      ...options.env,
+      UNDERSTUDY_MASTER_KEY: options.masterKey,
+      UNDERSTUDY_DB: options.dbPath,
+      UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0",
+      UNDERSTUDY_REQUEST_LOG: "off",
+    },
+  };
+}
+
 export interface ServerProcess {
   readonly pid: number;
   readonly url: string;

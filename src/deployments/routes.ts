@@ -31,6 +31,19 @@ const deploymentRef = z
   .refine((i) => i.deployment_id !== undefined || i.id !== undefined, { message: "give the deployment_id (or id)", path: ["deployment_id"] })
   .transform((i) => ({ deploymentId: (i.deployment_id ?? i.id)! }));
 
+/** sync and get answer the same: the deployment as it is now. */
+function readDeploymentRoute(path: "/v1/deployments/sync" | "/v1/deployments/get", summary: string) {
+  return defineRoute({
+    path,
+    summary,
+    input: deploymentRef,
+    output: deploymentOutput,
+    async handler({ deps, caller }, input) {
+      return deps.deployments.get(caller.tenantId, input.deploymentId);
+    },
+  });
+}
+
 export const deploymentRoutes = [
   defineRoute({
     path: "/v1/deployments/create",
@@ -49,24 +62,8 @@ export const deploymentRoutes = [
       return view;
     },
   }),
-  defineRoute({
-    path: "/v1/deployments/sync",
-    summary: "A deployment's build status (what `libretto cloud deploy` polls).",
-    input: deploymentRef,
-    output: deploymentOutput,
-    async handler({ deps, caller }, input) {
-      return deps.deployments.get(caller.tenantId, input.deploymentId);
-    },
-  }),
-  defineRoute({
-    path: "/v1/deployments/get",
-    summary: "One deployment.",
-    input: deploymentRef,
-    output: deploymentOutput,
-    async handler({ deps, caller }, input) {
-      return deps.deployments.get(caller.tenantId, input.deploymentId);
-    },
-  }),
+  readDeploymentRoute("/v1/deployments/sync", "A deployment's build status (what `libretto cloud deploy` polls)."),
+  readDeploymentRoute("/v1/deployments/get", "One deployment."),
   defineRoute({
     path: "/v1/deployments/list",
     summary: "The tenant's deployments, newest first, with an opaque cursor.",
