@@ -46,10 +46,12 @@ FROM debian:bookworm-slim
 # 0: no browser, a much smaller image; such workflows fail with a clear error.
 ARG WITH_CHROMIUM=1
 
-# bubblewrap sandboxes the worker processes that run tenant code; it needs
-# user namespaces, which Docker's default seccomp profile refuses: run with
-# --security-opt seccomp=unconfined (or a profile that allows them) to get it,
-# else workers run with the process boundary only, and serve says so at start.
+# bubblewrap sandboxes the worker processes that run tenant code. Docker's
+# defaults stop it twice: its seccomp profile refuses user namespaces, and its
+# masks over parts of /proc make the kernel refuse the sandbox its own /proc.
+# Run with --security-opt seccomp=unconfined (or a profile that allows new
+# namespaces) and --security-opt systempaths=unconfined to get it, else workers
+# run with the process boundary only, and serve says so at start.
 # Docs, man pages and translations are left out (debian:bookworm-slim does the
 # same for its own packages). tini is PID 1: it passes SIGTERM on to understudy
 # and reaps the orphaned processes a browser can leave behind (the binary

@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, realpathSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { isAbsolute, join, relative, resolve } from "node:path";
+import { FatalError } from "../errors";
 
 /**
  * How a worker process is confined beyond the process boundary.
@@ -59,7 +60,7 @@ export function chooseSandbox(setting: "auto" | "bwrap" | "none", policy: Sandbo
   const bwrap = findOnPath("bwrap");
   const problem = bwrap ? probeBwrap(bwrap, policy) : "bubblewrap (bwrap) is not installed; on Debian/Ubuntu: apt-get install bubblewrap";
   if (problem === undefined && bwrap) return bwrapSandbox(bwrap, policy);
-  if (setting === "bwrap") throw new Error(`UNDERSTUDY_WORKER_SANDBOX is bwrap, but ${problem}.`);
+  if (setting === "bwrap") throw new FatalError(`UNDERSTUDY_WORKER_SANDBOX is bwrap, but ${problem}.`);
   return noSandbox(problem ?? "bwrap not found");
 }
 
@@ -137,7 +138,11 @@ function probeBwrap(bwrap: string, policy: SandboxPolicy): string | undefined {
   rmSync(tmp, { recursive: true, force: true });
   if (result.status === 0) return undefined;
   const said = result.stderr?.toString().trim().split("\n")[0] ?? "";
-  return `bubblewrap cannot create a sandbox here (${said || (result.error ? result.error.message : `exit ${result.status}`)}); in Docker this needs user namespaces`;
+  // Docker refuses both by default: its seccomp profile the user namespace
+  // ("No permissions to create new namespace"), and its masks over parts of
+  // /proc a new proc mount ("Can't mount proc": the kernel refuses a proc less
+  // masked than the one already there).
+  return `bubblewrap cannot create a sandbox here (${said || (result.error ? result.error.message : `exit ${result.status}`)}); in Docker this needs --security-opt seccomp=unconfined and --security-opt systempaths=unconfined`;
 }
 
 function findOnPath(name: string): string | undefined {
