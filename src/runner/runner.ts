@@ -197,10 +197,13 @@ export class Runner {
         at,
       );
       for (const c of chosen) if (rows.some((r) => r.id === c.id)) this.#lastServed.set(c.tenant_id, ++this.#claimCount);
+      // Each job's code is resolved once, here, and handed to its run.
+      const workflows = new Map<string, RunnableWorkflow | { error: string }>();
       for (const row of rows) {
         // A credential stored after the job was queued is used too: its
         // reference is taken here, in the claim, before any value is read.
         const workflow = await this.#deps.resolveWorkflow(trx, row);
+        workflows.set(row.id, workflow);
         const options = JSON.parse(row.options) as JobOptions;
         const wanted = ("error" in workflow ? [] : workflow.credentials).filter((name) => !options.caller_credential_names?.includes(name));
         const stored = await jobs.findCredentialIdsByName(trx, row.tenant_id, wanted);
@@ -213,18 +216,18 @@ export class Runner {
         const job: RunningJob = { tenantId: row.tenant_id, abort, done: Promise.resolve() };
         this.#running.set(row.id, job);
         this.maxObservedConcurrency = Math.max(this.maxObservedConcurrency, this.#running.size);
-        job.done = Promise.resolve().then(() => this.#run(row, abort));
+        job.done = Promise.resolve().then(() => this.#run(row, workflows.get(row.id)!, abort));
       }
       return rows;
     });
   }
 
-  async #run(row: jobs.JobRow, abort: AbortController): Promise<void> {
+  async #run(row: jobs.JobRow, workflow: RunnableWorkflow | { error: string }, abort: AbortController): Promise<void> {
     const { db, clock, log } = this.#deps;
     const logs = new JobLogWriter(db, row, clock);
     let outcome: ExecuteOutcome;
     try {
-      outcome = await this.#execute(row, abort, logs);
+      outcome = await this.#execute(row, workflow, abort, logs);
     } catch (error) {
       // Our own failure (e.g. a value failed its integrity check): the job
       // fails with a message that quotes nothing of the data.
@@ -256,10 +259,15 @@ export class Runner {
     }
   }
 
-  async #execute(row: jobs.JobRow, abort: AbortController, logs: JobLogWriter): Promise<ExecuteOutcome> {
+  async #execute(
+    row: jobs.JobRow,
+    resolved: RunnableWorkflow | { error: string },
+    abort: AbortController,
+    logs: JobLogWriter,
+  ): Promise<ExecuteOutcome> {
     const { db, vault, config } = this.#deps;
-    const workflow = await this.#deps.resolveWorkflow(db, row);
-    if ("error" in workflow) throw new RunnerError(workflow.error);
+    if ("error" in resolved) throw new RunnerError(resolved.error);
+    const workflow = resolved;
     const options = JSON.parse(row.options) as JobOptions;
     let params = JSON.parse(row.params) as Record<string, unknown>;
 

@@ -61,7 +61,9 @@ export class WorkflowCatalog {
 
   /** The code a job runs, or why it cannot run. */
   async forJob(db: Db, row: JobRow, isolation: "process" | "none"): Promise<RunnableWorkflow | { error: string }> {
-    if (row.deployment_id) {
+    // A job of an operator's file carries that file's deployment id: no query on the claim path for it.
+    const file = this.files.get(row.workflow);
+    if (row.deployment_id && file?.deploymentId !== row.deployment_id) {
       const deployment = await deployments.findDeploymentById(db, row.deployment_id);
       if (deployment && deployment.tenant_id === row.tenant_id) {
         const workflow = await deployments.findDeploymentWorkflow(db, deployment.id, row.workflow);
@@ -77,7 +79,7 @@ export class WorkflowCatalog {
         };
       }
     }
-    const registered = this.files.get(row.workflow);
+    const registered = file;
     if (!registered?.definition) {
       return {
         error: registered ? `Workflow "${row.workflow}" failed to load: ${registered.error}` : `Workflow "${row.workflow}" is no longer loaded on this server.`,
