@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { createLazyBrowser, type BrowserOptions } from "../browser/browser";
-import type { WorkflowContext, WorkflowDefinition } from "../workflows/define";
+import { handlerInput, type WorkflowContext, type WorkflowDefinition } from "../workflows/define";
 import { LogRedactionBuffer, Redactor, type Secret } from "./redactor";
 
 export type LogLevel = "info" | "warn" | "error";
@@ -87,26 +87,14 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
   const timer = setTimeout(() => stopWith("timeout"), options.timeoutMs);
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
 
-  const fail = (failureClass: FailureClass, error: string, stack: string | null = null): ExecuteOutcome => ({
-    status: failureClass === "cancelled" ? "cancelled" : "failed",
-    failureClass,
-    error: redactor.redact(error),
-    mappedStack: stack === null ? null : redactor.redact(stack),
-  });
+  const fail = failureRedactedBy(redactor);
 
   try {
     if (abort.signal.aborted) return stoppedOutcome(stoppedBy!, options.timeoutMs, fail);
 
-    let params: unknown = options.params;
-    if (options.definition.input) {
-      const parsed = options.definition.input.safeParse(options.params);
-      if (!parsed.success) {
-        const fields = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(input)"}: ${i.message}`).join("; ");
-        return fail("error", `Invalid input for workflow "${options.definition.name}": ${fields}`);
-      }
-      params = parsed.data;
-    }
-    const input = options.credentials ? { ...(params as object), credentials: options.credentials } : params;
+    const checked = handlerInput(options.definition, options.params, options.credentials);
+    if (!checked.ok) return fail("error", checked.error);
+    const { input } = checked;
 
     const ctx: WorkflowContext = {
       get page() {
@@ -155,6 +143,16 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
     await browser.close().catch(() => {});
     buffer.flush();
   }
+}
+
+/** The failed (or cancelled) outcome, its error and stack redacted. */
+export function failureRedactedBy(redactor: Redactor) {
+  return (failureClass: FailureClass, error: string, stack: string | null = null): ExecuteOutcome => ({
+    status: failureClass === "cancelled" ? "cancelled" : "failed",
+    failureClass,
+    error: redactor.redact(error),
+    mappedStack: stack === null ? null : redactor.redact(stack),
+  });
 }
 
 export function stoppedOutcome(

@@ -4,12 +4,12 @@ import { findChromium } from "../browser/browser";
 import type { Logger } from "../log";
 import { selfCommand } from "../runtime";
 import { WORKER_SUBCOMMAND, type DiscoveredWorkflow, type JobOutcomeMessage, type WorkerKind } from "../worker/protocol";
-import { resultFromJson, stoppedOutcome, type ExecuteOutcome, type FailureClass, type StopReason } from "./execute";
+import { failureRedactedBy, resultFromJson, stoppedOutcome, type ExecuteOutcome, type FailureClass, type StopReason } from "./execute";
 import type { JobExecutor, JobRun, RunnableWorkflow } from "./executor";
-import { LogRedactionBuffer, Redactor } from "./redactor";
+import { LogRedactionBuffer, type Redactor } from "./redactor";
 import type { WorkerSandbox } from "./sandbox";
 import type { WorkerPool } from "./worker-pool";
-import { WorkerProcess } from "./worker-process";
+import { DiscoverTimeoutError, WorkerProcess } from "./worker-process";
 
 /**
  * Runs each job's handler in a worker process of its tenant (see
@@ -34,14 +34,8 @@ export class WorkerExecutor implements JobExecutor {
       return { status: "failed", failureClass: "error", error: `Understudy could not start a worker process for this job. ${reason}`, mappedStack: null };
     }
     // Late output of an earlier job of this worker must not leak its values either.
-    worker.secretsSeen.push(...run.secrets);
-    const redactor = new Redactor(worker.secretsSeen);
-    const fail = (failureClass: FailureClass, error: string, stack: string | null = null): ExecuteOutcome => ({
-      status: failureClass === "cancelled" ? "cancelled" : "failed",
-      failureClass,
-      error: redactor.redact(error),
-      mappedStack: stack === null ? null : redactor.redact(stack),
-    });
+    const redactor = worker.redactorWith(run.secrets);
+    const fail = failureRedactedBy(redactor);
     // One stream of writes each, so a value split across two writes of one stream is still caught.
     const streams = {
       log: new LogRedactionBuffer(redactor, run.log),
@@ -126,8 +120,11 @@ export class WorkerExecutor implements JobExecutor {
       return found;
     } catch (error) {
       // A load error (an exception in the code) leaves a usable worker; a timeout does not.
-      reusable = !worker.dead && !(error instanceof Error && error.message.includes("did not finish"));
-      throw error;
+      reusable = !worker.dead && !(error instanceof DiscoverTimeoutError);
+      // A warm worker may have run the tenant's jobs: code loaded now could
+      // put a value it kept from one into its error, which the build error
+      // and the server log would show.
+      throw new Error(worker.redactorWith([]).redact(error instanceof Error ? error.message : String(error)));
     } finally {
       void this.pool.release(worker, reusable);
     }

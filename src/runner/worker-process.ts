@@ -14,7 +14,7 @@ import {
   type StopReasonMessage,
   type WorkerKind,
 } from "../worker/protocol";
-import type { Secret } from "./redactor";
+import { Redactor, type Secret } from "./redactor";
 
 /** What a running job hears from its worker. Everything is raw: the caller redacts. */
 export interface JobListener {
@@ -58,8 +58,9 @@ export class WorkerProcess {
   readonly tenantId: string;
   readonly kind: WorkerKind;
   readonly generation: number;
-  /** Every value ever handed to this worker: its later output is redacted with all of them. */
-  readonly secretsSeen: Secret[] = [];
+  /** Every value ever handed to this worker, by value (its first name kept): its later output is redacted with all of them. */
+  readonly #secrets = new Map<string, Secret>();
+  #redactor: Redactor | undefined;
   lastUsedAt = Date.now();
   jobsRun = 0;
   readonly #child: ChildProcess;
@@ -123,6 +124,20 @@ export class WorkerProcess {
     });
   }
 
+  /**
+   * Adds a job's values to those this worker has held, and returns the
+   * redactor of all of them. The same values job after job (the usual case)
+   * reuse one redactor: its pattern is built only when a new value comes.
+   */
+  redactorWith(secrets: readonly Secret[]): Redactor {
+    for (const secret of secrets) {
+      if (this.#secrets.has(secret.value)) continue;
+      this.#secrets.set(secret.value, secret);
+      this.#redactor = undefined;
+    }
+    return (this.#redactor ??= new Redactor([...this.#secrets.values()]));
+  }
+
   get pid(): number | undefined {
     return this.#child.pid;
   }
@@ -174,7 +189,7 @@ export class WorkerProcess {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#discoveries.delete(requestId);
-        reject(new Error(`Loading the entry point did not finish within ${Math.round(timeoutMs / 1000)} s.`));
+        reject(new DiscoverTimeoutError(`Loading the entry point did not finish within ${Math.round(timeoutMs / 1000)} s.`));
       }, timeoutMs);
       this.#discoveries.set(requestId, {
         resolve: (w) => (clearTimeout(timer), resolve(w)),
@@ -328,6 +343,9 @@ export class WorkerProcess {
     this.#discoveries.clear();
   }
 }
+
+/** Loading a deployment's entry point did not finish: the worker is still busy with it. */
+export class DiscoverTimeoutError extends Error {}
 
 /** How a worker ended, in words. bubblewrap reports its child's death by signal N as exit code 128 + N. */
 function exitReason(code: number | null, signal: NodeJS.Signals | null): string {

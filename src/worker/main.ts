@@ -16,7 +16,7 @@ import { writeSync } from "node:fs";
 import { format } from "node:util";
 import { createLazyPage } from "../browser/browser";
 import { WarmBrowser } from "../browser/warm";
-import type { WorkflowDefinition } from "../workflows/define";
+import { handlerInput, type WorkflowDefinition } from "../workflows/define";
 import { loadWorkflowFile, registerPlaywrightModules, registerWorkflowModules } from "../workflows/load";
 import { discoverDeployment, loadDeployedWorkflow } from "./deployed-code";
 import { hardenWorkerProcess } from "../prctl";
@@ -134,7 +134,13 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     64 * 1024 * 1024,
     (line) => {
       if (line.trim() === "") return;
-      const parsed = serverMessage.safeParse(JSON.parse(line));
+      let json: unknown;
+      try {
+        json = JSON.parse(line);
+      } catch {
+        return; // only the server writes here; a line it did not write is ignored
+      }
+      const parsed = serverMessage.safeParse(json);
       if (parsed.success) void handle(parsed.data);
     },
     () => {},
@@ -153,16 +159,9 @@ async function callHandler(job: RunJob, page: unknown, signal: AbortSignal, star
   let value: unknown;
   if (job.code.kind === "file") {
     const definition = await loadFileWorkflow(job.code.path, job.code.name);
-    let params: unknown = job.params;
-    if (definition.input) {
-      const parsed = definition.input.safeParse(job.params);
-      if (!parsed.success) {
-        const fields = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(input)"}: ${i.message}`).join("; ");
-        return { status: "failed", error: `Invalid input for workflow "${definition.name}": ${fields}`, stack: null };
-      }
-      params = parsed.data;
-    }
-    const input = job.credentials ? { ...(params as object), credentials: job.credentials } : params;
+    const checked = handlerInput(definition, job.params, job.credentials);
+    if (!checked.ok) return { status: "failed", error: checked.error, stack: null };
+    const { input } = checked;
     const log = (level: "info" | "warn" | "error") => (...args: unknown[]) => console[level](...args);
     const ctx = {
       get page() {

@@ -85,3 +85,26 @@ export function workflow<I = any, O = unknown>(
 export function isWorkflowDefinition(value: unknown): value is WorkflowDefinition {
   return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[WORKFLOW] === true;
 }
+
+/**
+ * A workflow file's handler input: the params checked against its input
+ * schema (the parsed value, defaults applied), then the injected credentials
+ * under `credentials` when there are any. In the server (in-process mode)
+ * and in a worker alike.
+ */
+export function handlerInput(
+  definition: Pick<WorkflowDefinition, "name" | "input">,
+  params: Record<string, unknown>,
+  credentials: Record<string, string> | undefined,
+): { ok: true; input: unknown } | { ok: false; error: string } {
+  let checked: unknown = params;
+  if (definition.input) {
+    const parsed = definition.input.safeParse(params);
+    if (!parsed.success) {
+      const fields = parsed.error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(input)"}: ${i.message}`).join("; ");
+      return { ok: false, error: `Invalid input for workflow "${definition.name}": ${fields}` };
+    }
+    checked = parsed.data;
+  }
+  return { ok: true, input: credentials ? { ...(checked as object), credentials } : checked };
+}
