@@ -39,7 +39,7 @@ export interface WorkerSandbox {
 /** What must never be visible inside a sandbox: the data directory, key files, other workers' directories. */
 export interface SandboxPolicy {
   hidden: readonly string[];
-  /** Always readable: the program (selfReadablePaths()) and, for the files kind, the workflows directory. */
+  /** Always readable: the program (selfReadablePaths()). */
   programPaths: readonly string[];
 }
 

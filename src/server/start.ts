@@ -90,7 +90,9 @@ function createExecutor(
   const sandbox = chooseSandbox(config.workers.sandbox, {
     // The database files too, by name: the data directory may be the workflows directory itself.
     hidden: [dataDir, ...["", "-wal", "-shm", "-journal"].map((s) => `${resolve(store.dbPath)}${s}`), deploymentsDir, workersRoot, ...config.keyFiles.map((f) => resolve(f))],
-    programPaths: [...selfReadablePaths(), ...(workflows.dir ? [resolve(workflows.dir)] : [])],
+    // Only the program: the workflows directory is bound for `files` workers
+    // alone (readOnlyPaths), so tenants' deployed code never sees it.
+    programPaths: selfReadablePaths(),
   });
   if (sandbox.mode === "bwrap") log.log("info", "workflow handlers run in worker processes, sandboxed with bubblewrap");
   else log.log("warn", "workflow handlers run in worker processes without a sandbox: tenant code can read the files this server's user can", { reason: sandbox.reason });
