@@ -132,11 +132,6 @@ export class WorkerPool {
     return { idle: this.#idle.length, busy: this.#busy.size, memoryBytes: all.reduce((sum, w) => sum + w.memoryBytes(), 0) };
   }
 
-  /** Every worker, idle and busy (tests and metrics). */
-  workers(): WorkerProcess[] {
-    return [...this.#idle, ...this.#busy];
-  }
-
   /** Stops every worker; busy ones are killed (the runner has ended their jobs by now). */
   async shutdown(): Promise<void> {
     this.#stopping = true;

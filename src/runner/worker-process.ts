@@ -62,7 +62,6 @@ export class WorkerProcess {
   readonly #secrets = new Map<string, Secret>();
   #redactor: Redactor | undefined;
   lastUsedAt = Date.now();
-  jobsRun = 0;
   readonly #child: ChildProcess;
   readonly #exited: Promise<void>;
   #dead: string | undefined;
@@ -162,7 +161,6 @@ export class WorkerProcess {
     }
     this.#job = { id: job.jobId, listener };
     this.#idle = false;
-    this.jobsRun += 1;
     this.#send(job);
   }
 
