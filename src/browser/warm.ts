@@ -2,14 +2,6 @@ import { tmpdir } from "node:os";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { CLOSE_TIMEOUT_MS, DEFAULT_VIEWPORT, KILL_WAIT_MS, killProcessesUsing, LAUNCH_ARGS, LAUNCH_TIMEOUT_MS, settlesWithin, unavailableError } from "./browser";
 
-/**
- * Contexts kept ready ahead of the next jobs. One: each costs a renderer
- * process (~20-40 MB), and a second one, still being made when the next job
- * came, slowed that job down more than it saved (measured here with jobs
- * 50 ms apart: p50 from create to completed ~260 ms with one, ~450 ms with two).
- */
-const PREPARED_AHEAD = 1;
-
 export interface PageRequest {
   headless: boolean;
   startUrl?: string;
@@ -26,9 +18,9 @@ interface Slot {
 /**
  * One Chromium kept running across jobs (a worker's, so one tenant's), with
  * a fresh browser context for each job: no cookie, storage or cache carries
- * from one job to the next. When a job ends, contexts with a page are made
- * ahead for the next jobs (PREPARED_AHEAD), so the next job's first page
- * call finds one ready (measured on this machine with playwright-core 1.65: launch
+ * from one job to the next. When a job ends, a context with a page is made
+ * for the next job, so its first page call finds it ready (measured on this
+ * machine with playwright-core 1.65: launch
  * ~330 ms, newContext 20-60 ms, newPage 160-390 ms, goto of a data: URL
  * ~70 ms, context close 30-120 ms; DESIGN.md "Browsers").
  *
@@ -39,8 +31,13 @@ export class WarmBrowser {
   #browser: Promise<Browser> | undefined;
   #headless: boolean | undefined;
   #executablePath: string | undefined;
-  /** Contexts with a page made ahead for the next jobs, oldest first; made one after another. */
-  #prepared: Promise<Slot>[] = [];
+  /**
+   * A context with a page made ahead for the next job. One: each costs a
+   * renderer process (~20-40 MB), and a second, still being made when the
+   * next job came, slowed that job more than it saved (measured with jobs
+   * 50 ms apart: p50 create -> completed ~260 ms with one, ~450 ms with two).
+   */
+  #prepared: Promise<Slot> | undefined;
   #current: Slot | undefined;
   /** The job's page while openPage() is under way. */
   #opening: Promise<Page> | undefined;
@@ -158,27 +155,23 @@ export class WarmBrowser {
   }
 
   /**
-   * Tops the prepared contexts up to PREPARED_AHEAD, one after another (two
-   * renderers starting at once would only slow each other down). Called when
-   * a job ends, not while one runs: a renderer starting beside a running job
-   * slowed that job's own page calls (measured: a title() went from ~10 ms
-   * to 40-165 ms).
+   * Makes the next job's context and page. Called when a job ends, not while
+   * one runs: a renderer starting beside a running job slowed that job's own
+   * page calls (measured: a title() went from ~10 ms to 40-165 ms).
    */
   #prepare(): void {
     const browser = this.#browser;
-    if (!browser) return;
-    while (this.#prepared.length < PREPARED_AHEAD) {
-      const previous = this.#prepared[this.#prepared.length - 1];
-      const prepared = (previous ? previous.catch(() => undefined) : Promise.resolve()).then(() => this.#newSlot(browser, undefined));
-      prepared.catch(() => {
-        this.#prepared = this.#prepared.filter((p) => p !== prepared);
-      });
-      this.#prepared.push(prepared);
-    }
+    if (!browser || this.#prepared) return;
+    const prepared = this.#newSlot(browser, undefined);
+    prepared.catch(() => {
+      if (this.#prepared === prepared) this.#prepared = undefined;
+    });
+    this.#prepared = prepared;
   }
 
   async #takePrepared(request: PageRequest): Promise<Slot | undefined> {
-    const prepared = this.#prepared.shift();
+    const prepared = this.#prepared;
+    this.#prepared = undefined;
     if (!prepared || !this.#browser || this.#headless !== request.headless) return undefined;
     try {
       const slot = await prepared;
@@ -190,7 +183,7 @@ export class WarmBrowser {
 
   #forget(): void {
     this.#browser = undefined;
-    this.#prepared = [];
+    this.#prepared = undefined;
   }
 
   async #shutBrowser(): Promise<void> {
