@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { systemClock, randomId, type Clock } from "../src/clock";
+import { systemClock, randomId, type Clock, type IdSource } from "../src/clock";
 import { loadConfig, type Config } from "../src/config";
 import { apiRoutes } from "../src/http/app";
 import type { AppDeps, RunnerHandle } from "../src/http/route";
@@ -69,11 +69,17 @@ export async function startTestServer(
     workflows?: WorkflowDefinition[];
     /** Don't start the runner: jobs stay queued (for tests of queued-job behaviour). */
     runnerPaused?: boolean;
+    /** The server's id source (default: random UUIDv7s). */
+    newId?: IdSource;
+    /** The master key, base64 (default: a fresh one). */
+    masterKey?: string;
   } = {},
 ): Promise<TestServer> {
   const dir = tempDir();
   const dbPath = join(dir.path, "understudy.db");
-  const master = newMasterKey();
+  const master = options.masterKey
+    ? { text: options.masterKey, bytes: new Uint8Array(Buffer.from(options.masterKey, "base64")) }
+    : newMasterKey();
   // Workflows handed in as code (closures over the test's state) can only run
   // in this process; test/worker/ covers the worker processes with files.
   const config: Config = loadConfig({
@@ -92,6 +98,7 @@ export async function startTestServer(
     clock,
     nowMs: options.nowMs,
     runnerPaused: options.runnerPaused,
+    newId: options.newId,
   });
   const { deps, runner } = server;
   const alpha = await createTenant(store.db, clock, randomId, "alpha");

@@ -1,10 +1,16 @@
 import { z } from "zod";
+import { cursorField, issueCursor, readCursor, readTextPosition, textPosition } from "../http/cursor";
 import { defineRoute } from "../http/route";
 import { credentialName, successMessage, timestamp, uuid } from "../http/schemas";
 import * as service from "./service";
 
 const value = z.string().min(1, "must not be empty").describe("The secret value; up to UNDERSTUDY_MAX_VALUE_BYTES bytes");
 const credentialId = uuid("credential");
+const LIST = "/v1/credentials/list";
+const DEFAULT_PAGE = 100;
+const MAX_PAGE = 1000;
+/** Optional fields accept null as "not given": clients differ on how they send an absent value. */
+const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
 
 export const credentialRoutes = [
   defineRoute({
@@ -30,16 +36,29 @@ export const credentialRoutes = [
   }),
   defineRoute({
     path: "/v1/credentials/list",
-    summary: "List the tenant's credentials, sorted by name. Never values.",
-    input: z.object({}),
+    summary:
+      "List the tenant's credentials, sorted by name. Never values. Without limit or cursor, every credential; with either, a page and next_cursor (null at the end).",
+    input: z.object({
+      limit: optional(z.number().int("must be a whole number").min(1, "must be at least 1").max(MAX_PAGE, `must be at most ${MAX_PAGE}`)).describe(
+        "Extension: page size. Without limit and cursor, the answer holds every credential.",
+      ),
+      cursor: optional(cursorField),
+    }),
     output: z.object({
       credentials: z.array(z.object({ credential_id: z.uuid(), name: z.string(), created_at: timestamp, updated_at: timestamp })),
+      next_cursor: z.string().nullable().optional().describe("Extension: present when limit or cursor was given; null at the end"),
     }),
-    async handler({ deps, caller }) {
-      const credentials = await service.listCredentials(deps, caller);
-      return {
-        credentials: credentials.map((c) => ({ credential_id: c.id, name: c.name, created_at: c.createdAt, updated_at: c.updatedAt })),
-      };
+    async handler({ deps, caller }, input) {
+      const paged = input.limit !== undefined || input.cursor !== undefined;
+      // The cursor holds the last name of the page: names are unique within a tenant.
+      const afterName = input.cursor === undefined ? undefined : readCursor(deps.vault, caller.tenantId, LIST, "cursor", input.cursor, readTextPosition);
+      const limit = input.limit ?? (paged ? DEFAULT_PAGE : undefined);
+      const rows = await service.listCredentials(deps, caller, { afterName, limit: limit === undefined ? undefined : limit + 1 });
+      const page = limit === undefined ? rows : rows.slice(0, limit);
+      const credentials = page.map((c) => ({ credential_id: c.id, name: c.name, created_at: c.createdAt, updated_at: c.updatedAt }));
+      if (!paged) return { credentials };
+      const more = limit !== undefined && rows.length > limit;
+      return { credentials, next_cursor: more ? issueCursor(deps.vault, caller.tenantId, LIST, textPosition(page[page.length - 1]!.name)) : null };
     },
   }),
   defineRoute({

@@ -152,8 +152,9 @@ export async function readCredential(deps: AppDeps, caller: Caller, name: string
   return { id: row.id, value };
 }
 
-export async function listCredentials(deps: AppDeps, caller: Caller) {
-  return store.listCredentials(deps.db, caller.tenantId);
+/** The caller's credentials sorted by name: every one, or `limit` of them after the name `afterName`. */
+export async function listCredentials(deps: AppDeps, caller: Caller, page: { afterName?: string; limit?: number } = {}) {
+  return store.listCredentials(deps.db, caller.tenantId, page);
 }
 
 export async function updateCredential(deps: AppDeps, caller: Caller, id: string, change: { name?: string; value?: string }) {

@@ -64,13 +64,11 @@ export async function findCredentialById(db: Db, tenantId: string, id: string): 
   return row && toRow(row);
 }
 
-export async function listCredentials(db: Db, tenantId: string): Promise<CredentialSummary[]> {
-  const rows = await db
-    .selectFrom("credentials")
-    .select(["id", "name", "created_at", "updated_at"])
-    .where("tenant_id", "=", tenantId)
-    .orderBy("name")
-    .execute();
+export async function listCredentials(db: Db, tenantId: string, page: { afterName?: string; limit?: number } = {}): Promise<CredentialSummary[]> {
+  let query = db.selectFrom("credentials").select(["id", "name", "created_at", "updated_at"]).where("tenant_id", "=", tenantId);
+  if (page.afterName !== undefined) query = query.where("name", ">", page.afterName);
+  if (page.limit !== undefined) query = query.limit(page.limit);
+  const rows = await query.orderBy("name").execute();
   return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, updatedAt: r.updated_at }));
 }
 

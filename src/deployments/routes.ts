@@ -1,10 +1,11 @@
 import { z } from "zod";
-import { AppError } from "../errors";
 import { defineRoute } from "../http/route";
 import { timestamp, uuid } from "../http/schemas";
-import { decodeCursor, encodeCursor, optional } from "../jobs/routes";
+import { cursorField, integerPosition, issueCursor, readCursor, readIntegerPosition } from "../http/cursor";
+import { optional } from "../jobs/routes";
 
 const deploymentId = uuid("deployment");
+const LIST = "/v1/deployments/list";
 
 const deploymentOutput = z.object({
   deployment_id: z.uuid(),
@@ -69,14 +70,17 @@ export const deploymentRoutes = [
     summary: "The tenant's deployments, newest first, with an opaque cursor.",
     input: z.object({
       limit: optional(z.number().int().min(1, "must be at least 1").max(100, "must be at most 100")).transform((l) => l ?? 20),
-      cursor: optional(z.string().max(64)),
+      cursor: optional(cursorField),
     }),
     output: z.object({ deployments: z.array(deploymentOutput), next_cursor: z.string().nullable() }),
     async handler({ deps, caller }, input) {
-      const before = input.cursor === undefined ? undefined : decodeCursor(input.cursor, "cursor");
-      if (before !== undefined && before < 1) throw new AppError("BAD_REQUEST", "Invalid input: cursor is not a cursor this server gave out; start again without it.");
+      // A deployment's version counts the tenant's own deployments: it says nothing of other tenants.
+      const before = input.cursor === undefined ? undefined : readCursor(deps.vault, caller.tenantId, LIST, "cursor", input.cursor, readIntegerPosition);
       const page = await deps.deployments.list(caller.tenantId, input.limit, before);
-      return { deployments: page.deployments, next_cursor: page.next === null ? null : encodeCursor(page.next) };
+      return {
+        deployments: page.deployments,
+        next_cursor: page.next === null ? null : issueCursor(deps.vault, caller.tenantId, LIST, integerPosition(page.next)),
+      };
     },
   }),
 ];

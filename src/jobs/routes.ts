@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { AppError } from "../errors";
+import { cursorField, integerPosition, issueCursor, readCursor, readIntegerPosition, readUuidPosition, staleCursor, uuidPosition } from "../http/cursor";
 import { defineRoute } from "../http/route";
 import { successMessage, timestamp, uuid } from "../http/schemas";
 import * as service from "./service";
@@ -43,19 +44,9 @@ export const timeoutSeconds = z
     `must be at most ${MAX_TIMEOUT_SECONDS} (about 24 days): the job's timer cannot wait longer, and a longer timeout would end the job at once`,
   );
 const jobId = uuid("job");
+const JOBS_LIST = "/v1/jobs/list";
+const LOGS_LIST = "/v1/logs/list";
 const STATUSES = ["queued", "starting_browser", "running", "completed", "failed", "cancelled"] as const;
-
-/** Cursors are opaque to clients: base64url of the position. */
-export const encodeCursor = (n: number) => Buffer.from(`c${n}`).toString("base64url");
-export function decodeCursor(cursor: string, field: string): number {
-  const match = /^c(\d{1,15})$/.exec(Buffer.from(cursor, "base64url").toString());
-  if (!match) {
-    throw new AppError("BAD_REQUEST", `Invalid input: ${field} is not a cursor this server gave out; start again without it.`, {
-      data: { issues: [{ path: [field], message: "is not a valid cursor" }] },
-    });
-  }
-  return Number(match[1]);
-}
 
 export const jobCreateInput = z
   .object({
@@ -160,7 +151,7 @@ export const jobRoutes = [
       status: optional(z.enum(STATUSES, `must be one of ${STATUSES.join(", ")}`)),
       workflow: optional(z.string().trim().min(1).max(256)),
       limit: optional(z.number().int().min(1, "must be at least 1").max(100, "must be at most 100")).transform((l) => l ?? 20),
-      cursor: optional(z.string().max(64)),
+      cursor: optional(cursorField),
     }),
     output: z.object({
       jobs: z.array(
@@ -177,7 +168,13 @@ export const jobRoutes = [
       next_cursor: z.string().nullable(),
     }),
     async handler({ deps, caller }, input) {
-      const beforeSeq = input.cursor === undefined ? undefined : decodeCursor(input.cursor, "cursor");
+      // The cursor holds the last job's id; the page goes on from that job's place.
+      let beforeSeq: number | undefined;
+      if (input.cursor !== undefined) {
+        const anchor = readCursor(deps.vault, caller.tenantId, JOBS_LIST, "cursor", input.cursor, readUuidPosition);
+        beforeSeq = (await store.findJob(deps.db, caller.tenantId, anchor))?.seq;
+        if (beforeSeq === undefined) throw staleCursor("cursor", "a job");
+      }
       const rows = await store.listJobs(deps.db, caller.tenantId, { ...input, beforeSeq, limit: input.limit + 1 });
       const page = rows.slice(0, input.limit);
       return {
@@ -190,7 +187,7 @@ export const jobRoutes = [
           created_at: r.created_at,
           completed_at: r.completed_at,
         })),
-        next_cursor: rows.length > input.limit ? encodeCursor(page[page.length - 1]!.seq) : null,
+        next_cursor: rows.length > input.limit ? issueCursor(deps.vault, caller.tenantId, JOBS_LIST, uuidPosition(page[page.length - 1]!.id)) : null,
       };
     },
   }),
@@ -214,7 +211,7 @@ export const jobRoutes = [
       jobId: optional(jobId),
       workflow: optional(z.string().trim().min(1).max(256)),
       level: optional(z.enum(["info", "warn", "error"], "must be info, warn or error")),
-      pageToken: optional(z.string().max(64)),
+      pageToken: optional(cursorField),
       limit: optional(z.number().int().min(1, "must be at least 1").max(1000, "must be at most 1000")).transform((l) => l ?? 100),
     }),
     output: z.object({
@@ -223,7 +220,9 @@ export const jobRoutes = [
     }),
     async handler({ deps, caller }, input) {
       if (input.jobId) await service.getJob(deps, caller, input.jobId);
-      const afterId = input.pageToken === undefined ? undefined : decodeCursor(input.pageToken, "pageToken");
+      // Log lines have no public id: the token holds the row number, sealed.
+      const afterId =
+        input.pageToken === undefined ? undefined : readCursor(deps.vault, caller.tenantId, LOGS_LIST, "pageToken", input.pageToken, readIntegerPosition);
       const rows = await store.listJobLogs(deps.db, caller.tenantId, { ...input, afterId, limit: input.limit + 1 });
       const page = rows.slice(0, input.limit);
       return {
@@ -234,7 +233,7 @@ export const jobRoutes = [
           message: r.message,
           timestamp: r.timestamp,
         })),
-        nextPageToken: rows.length > input.limit ? encodeCursor(page[page.length - 1]!.id) : null,
+        nextPageToken: rows.length > input.limit ? issueCursor(deps.vault, caller.tenantId, LOGS_LIST, integerPosition(page[page.length - 1]!.id)) : null,
       };
     },
   }),

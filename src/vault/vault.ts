@@ -3,7 +3,7 @@ import type { Clock } from "../clock";
 import { FatalError } from "../errors";
 import type { Db } from "../store/database";
 import type { MasterKey } from "./master-key";
-import { open, seal } from "./seal";
+import { deriveKey, open, openDeterministic, seal, sealDeterministic } from "./seal";
 import * as store from "./store";
 
 const encoder = new TextEncoder();
@@ -12,6 +12,8 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 const KEY_CHECK_PLAINTEXT = "understudy key check v1";
 const KEY_CHECK_AD = "understudy/key-check/v1";
 const tenantKeyAd = (tenantId: string) => `understudy/tenant-key/v1/${tenantId}`;
+const CURSOR_KEY_PURPOSE = "understudy/list-cursors/v1";
+const cursorAd = (tenantId: string, list: string) => `understudy/cursor/v1/${tenantId}/${list}`;
 
 /** The master keys this process holds: the current one, and the previous one while rotating. */
 export interface Keyring {
@@ -36,6 +38,8 @@ export class Vault {
   readonly #clock: Clock;
   /** Unwrapped tenant data keys. Data keys never change, so this stays valid across a rotation. */
   readonly #dataKeys = new Map<string, Uint8Array>();
+  /** Cursor keys by master key id. */
+  readonly #cursorKeys = new Map<string, Uint8Array>();
 
   private constructor(keyring: Keyring, clock: Clock) {
     this.#keyring = keyring;
@@ -100,6 +104,35 @@ export class Vault {
     } catch {
       throw new IntegrityError();
     }
+  }
+
+  /**
+   * Seals a list cursor (a position in one of a tenant's lists) so that the
+   * client can neither read it nor use it for another tenant or list. The key
+   * is derived from the master key, so nothing is stored and no tenant key is
+   * created by a read; deterministic, so a position always gives one cursor.
+   */
+  sealCursor(tenantId: string, list: string, position: Uint8Array): Uint8Array {
+    return sealDeterministic(this.#cursorKey(this.#keyring.current), position, cursorAd(tenantId, list));
+  }
+
+  /** The position sealed by sealCursor for this tenant and list (under the current or the previous master key), else undefined. */
+  openCursor(tenantId: string, list: string, sealed: Uint8Array): Uint8Array | undefined {
+    const { current, previous } = this.#keyring;
+    for (const key of previous ? [current, previous] : [current]) {
+      const position = openDeterministic(this.#cursorKey(key), sealed, cursorAd(tenantId, list));
+      if (position) return position;
+    }
+    return undefined;
+  }
+
+  #cursorKey(master: MasterKey): Uint8Array {
+    let key = this.#cursorKeys.get(master.id);
+    if (!key) {
+      key = deriveKey(master.key, CURSOR_KEY_PURPOSE);
+      this.#cursorKeys.set(master.id, key);
+    }
+    return key;
   }
 
   /**

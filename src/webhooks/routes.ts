@@ -1,7 +1,7 @@
 import { z } from "zod";
+import { cursorField, issueCursor, readCursor, readUuidPosition, staleCursor, uuidPosition } from "../http/cursor";
 import { defineRoute } from "../http/route";
 import { successMessage, timestamp, uuid } from "../http/schemas";
-import { decodeCursor, encodeCursor } from "../jobs/routes";
 import * as service from "./service";
 import { signingSecretProblem } from "./signing";
 import type { Delivery, DeliveryStatus, Endpoint } from "./store";
@@ -33,6 +33,7 @@ const signingSecret = z
 const description = z.string().max(1024, "must be at most 1024 characters");
 const endpointId = uuid("webhook endpoint");
 const DELIVERY_STATUSES = ["pending", "succeeded", "failed"] as const;
+const DELIVERIES_LIST = "/v1/webhooks/deliveries";
 
 const endpointOutput = z.object({
   webhook_endpoint_id: z.uuid(),
@@ -171,11 +172,17 @@ export const webhookRoutes = [
       job_id: optional(uuid("job")),
       status: optional(z.enum(DELIVERY_STATUSES, `must be one of ${DELIVERY_STATUSES.join(", ")}`)),
       limit: optional(z.number().int().min(1, "must be at least 1").max(100, "must be at most 100")).transform((l) => l ?? 20),
-      cursor: optional(z.string().max(64)),
+      cursor: optional(cursorField),
     }),
     output: z.object({ deliveries: z.array(deliveryOutput), next_cursor: z.string().nullable() }),
     async handler({ deps, caller }, input) {
-      const beforeSeq = input.cursor === undefined ? undefined : decodeCursor(input.cursor, "cursor");
+      // The cursor holds the last delivery's id; the page goes on from that delivery's place.
+      let beforeSeq: number | undefined;
+      if (input.cursor !== undefined) {
+        const anchor = readCursor(deps.vault, caller.tenantId, DELIVERIES_LIST, "cursor", input.cursor, readUuidPosition);
+        beforeSeq = await service.deliveryPlace(deps, caller, anchor);
+        if (beforeSeq === undefined) throw staleCursor("cursor", "a delivery");
+      }
       const rows = await service.listDeliveries(deps, caller, {
         endpointId: input.webhook_endpoint_id,
         jobId: input.job_id,
@@ -186,7 +193,7 @@ export const webhookRoutes = [
       const page = rows.slice(0, input.limit);
       return {
         deliveries: page.map(toDeliveryOutput),
-        next_cursor: rows.length > input.limit ? encodeCursor(page[page.length - 1]!.seq) : null,
+        next_cursor: rows.length > input.limit ? issueCursor(deps.vault, caller.tenantId, DELIVERIES_LIST, uuidPosition(page[page.length - 1]!.id)) : null,
       };
     },
   }),

@@ -99,6 +99,11 @@ export async function listDeliveries(
   return store.listDeliveries(deps.db, caller.tenantId, filter);
 }
 
+/** Where a delivery of the caller's stands in the delivery log (its seq), or undefined when there is no such delivery. */
+export async function deliveryPlace(deps: AppDeps, caller: Caller, id: string): Promise<number | undefined> {
+  return (await store.findDelivery(deps.db, caller.tenantId, id))?.seq;
+}
+
 /**
  * Sends an ended delivery again, with the same webhook-id and a fresh
  * attempt count, to the endpoint's current URL and secret. A pending one is

@@ -392,7 +392,7 @@ export const routeFixtures: Record<string, RouteFixture> = {
       { why: "a limit of 101", input: { ...valid, limit: 101 }, path: ["limit"] },
       { why: "a fractional limit", input: { ...valid, limit: 2.5 }, path: ["limit"] },
       { why: "a cursor this server never gave out", input: { ...valid, cursor: "garbage" }, path: ["cursor"] },
-      { why: "a cursor of 65 characters", input: { ...valid, cursor: "c".repeat(65) }, path: ["cursor"] },
+      { why: "a cursor of 257 characters", input: { ...valid, cursor: "c".repeat(257) }, path: ["cursor"] },
       { why: "an empty workflow filter", input: { ...valid, workflow: "" }, path: ["workflow"] },
     ],
     async otherTenant({ server }) {
