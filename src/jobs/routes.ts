@@ -3,6 +3,7 @@ import { AppError } from "../errors";
 import { cursorField, integerPosition, issueCursor, readCursor, readIntegerPosition, readUuidPosition, staleCursor, uuidPosition } from "../http/cursor";
 import { defineRoute } from "../http/route";
 import { successMessage, timestamp, uuid } from "../http/schemas";
+import { shortSecretProblem } from "../webhooks/signing";
 import * as service from "./service";
 import * as store from "./store";
 
@@ -48,6 +49,16 @@ const JOBS_LIST = "/v1/jobs/list";
 const LOGS_LIST = "/v1/logs/list";
 const STATUSES = ["queued", "starting_browser", "running", "completed", "failed", "cancelled"] as const;
 
+/** The HMAC key of a job's (or a schedule's) own callback: at least 16 bytes, like a webhook's signing secret. */
+export const callbackSecret = z
+  .string()
+  .max(1024, "must be at most 1024 characters")
+  .superRefine((secret, ctx) => {
+    const problem = shortSecretProblem(secret);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  })
+  .describe("HMAC key of the callback's signatures; at least 16 bytes");
+
 export const jobCreateInput = z
   .object({
     workflow: z.string().trim().min(1, "must name a workflow").max(256, "must be at most 256 characters"),
@@ -58,7 +69,7 @@ export const jobCreateInput = z
     start_url: optional(httpUrl),
     viewport: optional(viewport),
     callback_url: optional(httpUrl),
-    callback_secret: optional(z.string().min(1, "must not be empty").max(1024, "must be at most 1024 characters")),
+    callback_secret: optional(callbackSecret),
     skip_callbacks: optional(z.boolean()),
     gpu: optional(z.boolean()),
     residential_proxy: optional(z.union([z.boolean(), z.string().max(256), z.record(z.string(), z.unknown())])),

@@ -3,6 +3,7 @@ import type { AppDeps, Caller } from "../http/route";
 import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
 import type { Db } from "../store/database";
 import type { CatalogEntry } from "../workflows/catalog";
+import { refuseLiteralTarget } from "../webhooks/address";
 import { finishJob } from "./lifecycle";
 import * as store from "./store";
 
@@ -60,6 +61,7 @@ export async function findRunnableWorkflow(deps: Pick<AppDeps, "catalog">, db: D
 
 /** Queues a job for an API caller, then wakes the runner. `unhonoured` holds the notes of the hosted-only options it set. */
 export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobInput) {
+  if (input.callback_url !== undefined) refuseLiteralTarget(input.callback_url, deps.webhooks.allowPrivate, "callback_url");
   const queued = await deps.db.transaction().execute((trx) => insertQueuedJob(deps, trx, caller.tenantId, input));
   deps.runner.wake();
   return { ...queued, unhonoured: hostedOnlyNotes(input) };

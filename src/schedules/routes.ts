@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { defineRoute } from "../http/route";
 import { timestamp, uuid } from "../http/schemas";
-import { httpUrl, jobCreateInput, optional, timeoutSeconds, viewport } from "../jobs/routes";
+import { callbackSecret, httpUrl, jobCreateInput, optional, timeoutSeconds, viewport } from "../jobs/routes";
 import { CronError, parseCron, parseTimeZone, TimeZoneError } from "./cron";
 import * as service from "./service";
 import type { ScheduleRow } from "./store";
@@ -90,7 +90,7 @@ const scheduleUpdateInput = z
     gpu: optional(z.boolean()),
     viewport: clearable(viewport),
     callback_url: clearable(httpUrl),
-    callback_secret: clearable(z.string().min(1, "must not be empty").max(1024, "must be at most 1024 characters")),
+    callback_secret: clearable(callbackSecret),
     skip_callbacks: optional(z.boolean()),
     residential_proxy: clearable(z.union([z.boolean(), z.string().max(256), z.record(z.string(), z.unknown())])),
     disable_default_proxy: optional(z.boolean()),

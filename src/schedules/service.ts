@@ -2,6 +2,7 @@ import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import { findRunnableWorkflow } from "../jobs/service";
 import type { Db } from "../store/database";
+import { refuseLiteralTarget } from "../webhooks/address";
 import { nextFireAfter } from "./cron";
 import { callbackSecretContext, enqueueScheduledJob, paramsCredentialsContext, previousJobStillActive } from "./scheduler";
 import * as store from "./store";
@@ -79,6 +80,7 @@ async function sealParams(deps: Pick<AppDeps, "catalog" | "vault">, trx: Db, ten
 }
 
 export async function createSchedule(deps: AppDeps, caller: Caller, input: ScheduleSettings): Promise<store.ScheduleRow> {
+  if (input.callback_url !== undefined) refuseLiteralTarget(input.callback_url, deps.webhooks.allowPrivate, "callback_url");
   const workflow = await findRunnableWorkflow(deps, deps.db, caller.tenantId, input.workflow);
   const id = deps.newId();
   const at = deps.clock.now().toISOString();
@@ -135,6 +137,7 @@ export async function listSchedules(deps: AppDeps, caller: Caller, filter: { ena
  * unrelated edit cannot drop a fire that is due this very moment.
  */
 export async function updateSchedule(deps: AppDeps, caller: Caller, id: string, changes: ScheduleChanges): Promise<store.ScheduleRow> {
+  if (typeof changes.callback_url === "string") refuseLiteralTarget(changes.callback_url, deps.webhooks.allowPrivate, "callback_url");
   const workflow = changes.workflow === undefined ? undefined : (await findRunnableWorkflow(deps, deps.db, caller.tenantId, changes.workflow)).name;
   return deps.db.transaction().execute(async (trx) => {
     const row = await store.findSchedule(trx, caller.tenantId, id);

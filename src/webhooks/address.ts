@@ -1,5 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
+import { AppError } from "../errors";
 
 /**
  * Where a webhook may go. A target address is one of:
@@ -129,6 +130,23 @@ export function describeRefusal(refusal: Refusal, hostname?: string): string {
   return hostname === undefined
     ? `${refusal.address} is ${refusal.what}; ${refusal.remedy}`
     : `${hostname} resolves to ${refusal.address}, ${refusal.what}; ${refusal.remedy}`;
+}
+
+/**
+ * A 400 at once for a target URL whose host is written as a refused IP
+ * address (webhook endpoints, and a job's or schedule's callback_url). A host
+ * name is checked at every attempt, after it is resolved, since the answer
+ * can change; a refusal then fails the delivery.
+ */
+export function refuseLiteralTarget(url: string, allowPrivate: boolean, field: string): void {
+  const literal = literalAddressOf(new URL(url).hostname);
+  const found = literal === undefined ? undefined : refusalOf(literal, allowPrivate);
+  if (found) {
+    const refusal = describeRefusal(found);
+    throw new AppError("BAD_REQUEST", `Invalid input: ${field} is refused: ${refusal}.`, {
+      data: { issues: [{ path: [field], message: `is refused: ${refusal}` }] },
+    });
+  }
 }
 
 export interface ResolvedAddress {

@@ -22,13 +22,14 @@ const webhookUrl = z
 
 const signingSecret = z
   .string()
-  .min(1, "must not be empty")
   .max(1024, "must be at most 1024 characters")
   .superRefine((secret, ctx) => {
     const problem = signingSecretProblem(secret);
     if (problem) ctx.addIssue({ code: "custom", message: problem });
   })
-  .describe("HMAC key of the signatures. Omit it on create and the server generates one (whsec_ + base64 of 32 bytes), shown once.");
+  .describe(
+    "HMAC key of the signatures: whsec_ + base64 of 24 to 64 bytes, or any other secret of at least 16 bytes. Omit it on create and the server generates one (whsec_ + base64 of 32 bytes), shown once.",
+  );
 
 const description = z.string().max(1024, "must be at most 1024 characters");
 const endpointId = uuid("webhook endpoint");

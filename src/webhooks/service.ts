@@ -1,6 +1,6 @@
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
-import { describeRefusal, literalAddressOf, refusalOf } from "./address";
+import { refuseLiteralTarget } from "./address";
 import { endpointSecretContext, generateSigningSecret } from "./signing";
 import * as store from "./store";
 
@@ -10,28 +10,12 @@ const endpointNotFound = (id: string) =>
 const deliveryNotFound = (id: string) =>
   new AppError("NOT_FOUND", `Webhook delivery ${id} not found. List this tenant's deliveries with /v1/webhooks/deliveries.`);
 
-/**
- * A URL whose host is written as an IP address is checked now, so a refused
- * target is a 400 at once; a host name is checked at every attempt, after it
- * is resolved (the answer can change), and a refusal then fails the delivery.
- */
-function checkLiteralTarget(deps: AppDeps, url: string): void {
-  const literal = literalAddressOf(new URL(url).hostname);
-  const found = literal === undefined ? undefined : refusalOf(literal, deps.webhooks.allowPrivate);
-  if (found) {
-    const refusal = describeRefusal(found);
-    throw new AppError("BAD_REQUEST", `Invalid input: url is refused: ${refusal}.`, {
-      data: { issues: [{ path: ["url"], message: `is refused: ${refusal}` }] },
-    });
-  }
-}
-
 export async function createEndpoint(
   deps: AppDeps,
   caller: Caller,
   input: { url: string; signingSecret?: string; description?: string; active: boolean },
 ): Promise<{ id: string; generatedSecret: string | undefined }> {
-  checkLiteralTarget(deps, input.url);
+  refuseLiteralTarget(input.url, deps.webhooks.allowPrivate, "url");
   const generatedSecret = input.signingSecret === undefined ? generateSigningSecret() : undefined;
   const secret = input.signingSecret ?? generatedSecret!;
   const id = deps.newId();
@@ -63,7 +47,7 @@ export async function updateEndpoint(
   id: string,
   change: { url?: string; signingSecret?: string; description?: string; active?: boolean },
 ): Promise<void> {
-  if (change.url !== undefined) checkLiteralTarget(deps, change.url);
+  if (change.url !== undefined) refuseLiteralTarget(change.url, deps.webhooks.allowPrivate, "url");
   const at = deps.clock.now().toISOString();
   await deps.db.transaction().execute(async (trx) => {
     if (!(await store.findEndpoint(trx, caller.tenantId, id))) throw endpointNotFound(id);

@@ -19,9 +19,27 @@ export function generateSigningSecret(): string {
   return WHSEC + randomBytes(32).toString("base64");
 }
 
+/**
+ * The shortest secret a client may choose, in bytes (of its UTF-8 form, the
+ * HMAC key). The Standard Webhooks spec asks for 24 to 64 random bytes; a
+ * secret much shorter can be guessed offline from one signed delivery, and
+ * then anyone can sign a webhook.
+ */
+export const MIN_SECRET_BYTES = 16;
+
+/** What is wrong with the length of a secret a client chose (a callback_secret, a plain signing secret), or undefined. */
+export function shortSecretProblem(secret: string): string | undefined {
+  const bytes = Buffer.byteLength(secret, "utf8");
+  if (bytes >= MIN_SECRET_BYTES) return undefined;
+  return (
+    `must be at least ${MIN_SECRET_BYTES} bytes, not ${bytes}: a short secret can be guessed from one signed delivery ` +
+    "(Standard Webhooks asks for 24 to 64 random bytes, e.g. `openssl rand -base64 32`)"
+  );
+}
+
 /** What is wrong with a signing secret a client chose, or undefined. */
 export function signingSecretProblem(secret: string): string | undefined {
-  if (!secret.startsWith(WHSEC)) return undefined;
+  if (!secret.startsWith(WHSEC)) return shortSecretProblem(secret);
   const encoded = secret.slice(WHSEC.length);
   const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(encoded) ? Buffer.from(encoded, "base64").length : 0;
   if (bytes < 24 || bytes > 64) {

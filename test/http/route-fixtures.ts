@@ -171,6 +171,38 @@ const badIds = (valid: Record<string, unknown>): InvalidCase[] => [
   { why: "an empty id", input: { ...valid, id: "" }, path: ["id"] },
 ];
 
+/** A callback_secret long enough to be accepted (at least 16 bytes). */
+export const CALLBACK_SECRET = "fixture-callback-secret-32-bytes";
+
+/**
+ * A job's or a schedule's callback_url refused at create as webhooks/create
+ * refuses a url (issue 9, item 8): these servers do not allow private
+ * targets, so loopback and RFC 1918 are refused too. And callback secrets
+ * shorter than 16 bytes (item 17).
+ */
+export const badCallbacks = (valid: Record<string, unknown>): InvalidCase[] => [
+  ...[
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]/",
+    "http://2130706433/",
+    "http://0x7f.1/",
+    "http://[::]/",
+    "http://0.0.0.0/",
+    "http://10.0.0.1/hook",
+  ].map((url) => ({ why: `a callback_url at ${url}`, input: { ...valid, callback_url: url, callback_secret: CALLBACK_SECRET }, path: ["callback_url"] })),
+  {
+    why: "a callback_secret of 15 bytes",
+    input: { ...valid, callback_url: "https://example.com/hook", callback_secret: "s".repeat(15) },
+    path: ["callback_secret"],
+  },
+  {
+    why: "a callback_secret of 9 bytes (4 characters)",
+    input: { ...valid, callback_url: "https://example.com/hook", callback_secret: "äöü€" },
+    path: ["callback_secret"],
+  },
+  { why: "an empty callback_secret", input: { ...valid, callback_url: "https://example.com/hook", callback_secret: "" }, path: ["callback_secret"] },
+];
+
 // ---------------------------------------------------------------------------
 // The table. Keyed by route path; every path in apiRoutes needs an entry.
 
@@ -323,12 +355,13 @@ export const routeFixtures: Record<string, RouteFixture> = {
         input: { ...valid, callback_url: "https://example.com/hook" },
         path: ["callback_secret"],
       },
-      { why: "callback_secret without callback_url", input: { ...valid, callback_secret: "s3cret" }, path: ["callback_secret"] },
+      { why: "callback_secret without callback_url", input: { ...valid, callback_secret: CALLBACK_SECRET }, path: ["callback_secret"] },
       {
         why: "a callback_url that is not a URL",
-        input: { ...valid, callback_url: "nowhere", callback_secret: "s3cret" },
+        input: { ...valid, callback_url: "nowhere", callback_secret: CALLBACK_SECRET },
         path: ["callback_url"],
       },
+      ...badCallbacks(valid),
       { why: "a viewport without height", input: { ...valid, viewport: { width: 800 } }, path: ["viewport"] },
       { why: "a 0-pixel viewport", input: { ...valid, viewport: { width: 0, height: 600 } }, path: ["viewport"] },
       { why: "a viewport side Chromium refuses", input: { ...valid, viewport: { width: 800, height: 10_000_001 } }, path: ["viewport"] },

@@ -112,11 +112,11 @@ describe("/v1/jobs/create", () => {
       false,
     );
     expect(onlyUrl.some((i) => i.path[0] === "callback_secret" && i.message.includes("callback_url"))).toBe(true);
-    expectValidationError(await server.post("/v1/jobs/create", { workflow: "echo", callback_secret: "s3cret-hook" }), false);
-    const both = await createJob(server, { workflow: "plain-echo", callback_url: "https://example.com/hook", callback_secret: "s3cret-hook" });
+    expectValidationError(await server.post("/v1/jobs/create", { workflow: "echo", callback_secret: "s3cret-hook-of-the-job" }), false);
+    const both = await createJob(server, { workflow: "plain-echo", callback_url: "https://example.com/hook", callback_secret: "s3cret-hook-of-the-job" });
     expect((await getJob(server, both)).job_id).toBe(both);
     // The secret is sealed, never stored in clear.
-    expect(await rawJobRow(server, both)).not.toContain("s3cret-hook");
+    expect(await rawJobRow(server, both)).not.toContain("s3cret-hook-of-the-job");
   });
 
   test("start_url must be an http(s) URL", async () => {

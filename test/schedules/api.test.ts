@@ -156,7 +156,7 @@ describe("schedules/update", () => {
       workflow: "api-echo",
       cron_expr: "0 0 29 2 *",
       callback_url: "https://hooks.example.com/x",
-      callback_secret: "to-be-cleared",
+      callback_secret: "to-be-cleared-callback-secret",
       residential_proxy: true,
       start_url: "https://portal.example.com/",
     });

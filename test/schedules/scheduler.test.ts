@@ -48,7 +48,7 @@ describe("a fire", () => {
       start_url: "https://portal.example.com/login",
       viewport: { width: 1280, height: 800 },
       callback_url: "https://hooks.example.com/done",
-      callback_secret: "cb-secret-value",
+      callback_secret: "cb-secret-value-of-the-schedule",
       residential_proxy: true,
     });
     expect(schedule.next_fire_at).toBe("2026-01-05T10:05:00.000Z");

@@ -72,7 +72,7 @@ test("deliveries in flight or pending at SIGKILL, and the webhook of a job the c
     return created.body.job_id as string;
   };
   const inFlightJob = await job("finishes-soon", inFlight, "secret-in-flight", { ms: 0 });
-  const retryingJob = await job("finishes-soon", retrying, "secret-retrying", { ms: 0 });
+  const retryingJob = await job("finishes-soon", retrying, "secret-retrying-job", { ms: 0 });
   const blockedJob = await job("blocks", interrupted, "secret-interrupted");
 
   const [firstTry] = await inFlight.waitFor(1);
@@ -98,7 +98,7 @@ test("deliveries in flight or pending at SIGKILL, and the webhook of a job the c
 
   const [before, after] = await retrying.waitFor(2);
   expect(after!.headers["webhook-id"]).toBe(before!.headers["webhook-id"]);
-  expect(verifyLegacySignature("secret-retrying", after!)).toBe(true);
+  expect(verifyLegacySignature("secret-retrying-job", after!)).toBe(true);
   expect(await waitForDelivery(restarted, key, retryingJob, (d) => d.status === "succeeded")).toMatchObject({ attempts: 2 });
 
   const [ended] = await interrupted.waitFor(1);
