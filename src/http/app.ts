@@ -13,6 +13,7 @@ import { mountMetrics } from "../metrics/routes";
 import { VERSION } from "../version";
 import { authenticate } from "./auth";
 import { errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
+import { refuseNearMissFields } from "./near-miss";
 import { buildOpenApi } from "./openapi";
 import { RateLimiter } from "./rate-limit";
 import { unservedMessage } from "./unserved";
@@ -99,6 +100,7 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
       }
       if (bodyError) throw bodyError;
       if (!body || body.invalidJson) throw new AppError("BAD_REQUEST", "The request body is not valid JSON.");
+      refuseNearMissFields(route.input, body.input);
       const parsed = route.input.safeParse(body.input);
       if (!parsed.success) throw validationError(parsed.error);
       const output = await route.handler({ deps, caller, requestId }, parsed.data);

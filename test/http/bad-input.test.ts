@@ -87,6 +87,28 @@ function wrongTypeCases(route: RouteDef, valid: Record<string, unknown>): Invali
 
 const startsWith = (path: string[], prefix: string[]) => prefix.every((segment, i) => path[i] === segment);
 
+/** The top-level fields a route declares, from its JSON Schema. */
+const declaredFields = (route: RouteDef) =>
+  Object.keys((z.toJSONSchema(route.input, { io: "input", unrepresentable: "any" }) as JsonSchema).properties ?? {});
+
+/**
+ * Misspellings of a field a client plausibly sends: the other case
+ * convention (job_id for jobId, jobId for job_id), kebab case, capitals.
+ */
+function nearMisses(field: string): string[] {
+  const snake = field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+  const camel = field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+  const variants = [snake, camel, snake.replaceAll("_", "-"), field.toUpperCase(), field[0]!.toUpperCase() + field.slice(1)];
+  return [...new Set(variants)].filter((v) => v !== field);
+}
+
+test("no two fields of a route differ only in case, '_' or '-' (a near miss must name one field)", () => {
+  for (const route of apiRoutes) {
+    const loose = declaredFields(route).map((f) => f.toLowerCase().replace(/[_-]/g, ""));
+    expect({ route: route.path, loose: new Set(loose).size }).toEqual({ route: route.path, loose: loose.length });
+  }
+});
+
 test("every route in apiRoutes has a fixture in test/http/route-fixtures.ts", () => {
   expect(apiRoutes.length).toBeGreaterThan(0);
   const missing = apiRoutes.map((r) => r.path).filter((path) => !routeFixtures[path]);
@@ -110,6 +132,27 @@ for (const route of apiRoutes) {
       const extra = { ...(await fixture.valid({ server })), unknown_future_field: "from a newer CLI", another: { nested: [1, 2] } };
       expectOk(await server.post(route.path, extra), false);
       expectOk(await server.post(route.path, envelop({ ...(await fixture.valid({ server })), unknown_future_field: 1 })), true);
+    });
+
+    test("a near miss of a field (job_id for jobId, Workflow for workflow) is a 400 naming both, in both forms, and nothing changes", async () => {
+      const fields = declaredFields(route);
+      const cases = fields.flatMap((field) => nearMisses(field).filter((m) => !fields.includes(m)).map((miss) => ({ field, miss })));
+      if (fields.length === 0) return;
+      await eachCase(
+        cases,
+        (c) => `${c.miss} for ${c.field}`,
+        async ({ field, miss }) => {
+          const valid = await fixture.valid({ server });
+          const input = { ...valid, [miss]: valid[field] ?? "x" };
+          await expectNoChange(async () => {
+            for (const enveloped of [false, true]) {
+              const error = expectError(await server.post(route.path, enveloped ? envelop(input) : input), 400, "BAD_REQUEST", enveloped);
+              expect(error.message).toBe(`Unknown field "${miss}"; did you mean "${field}"?`);
+              expect(error.data.issues).toEqual([{ path: [miss], message: expect.stringContaining(`"${field}"`) }]);
+            }
+          });
+        },
+      );
     });
 
     test("401 without an API key, in both forms, and nothing changes", async () => {
