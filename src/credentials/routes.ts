@@ -2,6 +2,7 @@ import { z } from "zod";
 import { cursorField, issueCursor, readCursor, readTextPosition, textPosition } from "../http/cursor";
 import { defineRoute } from "../http/route";
 import { credentialName, successMessage, timestamp, uuid } from "../http/schemas";
+import { optional } from "../jobs/routes";
 import * as service from "./service";
 
 const value = z.string().min(1, "must not be empty").describe("The secret value; up to UNDERSTUDY_MAX_VALUE_BYTES bytes");
@@ -9,8 +10,6 @@ const credentialId = uuid("credential");
 const LIST = "/v1/credentials/list";
 const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
-/** Optional fields accept null as "not given": clients differ on how they send an absent value. */
-const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((v) => v ?? undefined);
 
 export const credentialRoutes = [
   defineRoute({
@@ -40,7 +39,7 @@ export const credentialRoutes = [
       "List the tenant's credentials, sorted by name. Never values. Without limit or cursor, every credential; with either, a page and next_cursor (null at the end).",
     input: z.object({
       limit: optional(z.number().int("must be a whole number").min(1, "must be at least 1").max(MAX_PAGE, `must be at most ${MAX_PAGE}`)).describe(
-        "Extension: page size. Without limit and cursor, the answer holds every credential.",
+        `Extension: page size (default ${DEFAULT_PAGE} when only a cursor is given). Without limit and cursor, the answer holds every credential.`,
       ),
       cursor: optional(cursorField),
     }),

@@ -358,7 +358,7 @@ describe("credentials/list paging", () => {
     const last = expectOk(await server.post("/v1/credentials/list", { limit: 23 }, { key: a.key }), false);
     expect(Object.keys(last).sort()).toEqual(["credentials", "next_cursor"]);
     expect(last.next_cursor).toBeNull();
-    // A cursor without a limit: the rest, in one page.
+    // A cursor without a limit: a page of the default size (100), here the rest.
     const first = expectOk(await server.post("/v1/credentials/list", { limit: 20 }, { key: a.key }), false);
     const rest = expectOk(await server.post("/v1/credentials/list", { cursor: first.next_cursor }, { key: a.key }), false);
     expect(rest.credentials.map((c: any) => c.name)).toEqual(names.slice(20));
