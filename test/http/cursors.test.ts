@@ -283,16 +283,22 @@ describe("paging while rows are added", () => {
     const existing: string[] = [];
     for (let i = 0; i < 25; i++) existing.push(await create(a.key));
     const added: string[] = [];
-    const seen: string[] = [];
-    let cursor: string | null = null;
-    for (let page = 0; page < 100; page++) {
-      const output: any = expectOk(await server.post("/v1/jobs/list", cursor === null ? { limit: 4 } : { limit: 4, cursor }, { key: a.key }), false);
+    const first = expectOk(await server.post("/v1/jobs/list", { limit: 4 }, { key: a.key }), false);
+    const seen: string[] = jobIds(first);
+    let cursor: string | null = first.next_cursor;
+    for (let page = 0; cursor !== null && page < 100; page++) {
+      // Each later page is read while both tenants add jobs: A's are newer than every page to come.
+      const [response, ...more] = await Promise.all([
+        server.post("/v1/jobs/list", { limit: 4, cursor }, { key: a.key }),
+        create(a.key),
+        create(b.key),
+        create(a.key),
+        create(b.key),
+      ]);
+      const output = expectOk(response as Awaited<ReturnType<typeof server.post>>, false);
       seen.push(...jobIds(output));
       cursor = output.next_cursor;
-      if (cursor === null) break;
-      // Between pages: new jobs of A (newer than every page to come) and of B, written concurrently.
-      const more = await Promise.all([create(a.key), create(b.key), create(a.key), create(b.key)]);
-      added.push(more[0]!, more[2]!);
+      added.push(more[0] as string, more[2] as string);
     }
     expect(cursor).toBeNull();
     expect(seen).toEqual([...existing].reverse());
