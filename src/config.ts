@@ -96,7 +96,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_WORKFLOWS_DIR: "./workflows",
   UNDERSTUDY_CONCURRENCY: "4",
   UNDERSTUDY_JOB_GRACE_MS: "5000",
-  UNDERSTUDY_SHUTDOWN_GRACE_MS: "30000 (the Docker image: 8000); the job grace counts within it",
+  UNDERSTUDY_SHUTDOWN_GRACE_MS: "30000 (the Docker image: 7000); the job grace counts within it",
   UNDERSTUDY_MAX_RESULT_BYTES: "1048576",
   UNDERSTUDY_RUNNER_POLL_MS: "1000",
   UNDERSTUDY_CHROMIUM_PATH: "(chromium on PATH)",
