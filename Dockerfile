@@ -8,7 +8,6 @@
 
 # ---- build: compile dist/understudy with Bun ---------------------------------
 FROM oven/bun:1 AS build
-# The runtime stage copies playwright-core to this same path (see there).
 WORKDIR /opt/understudy
 
 # Bun reads package-lock.json itself (it migrates it in memory, writes no
@@ -33,10 +32,15 @@ COPY tsconfig.json ./
 COPY scripts ./scripts
 COPY src ./src
 
-# There is no .git in the build context; pass the commit for `understudy version`:
+# The commit for `understudy version`, with no git in this stage: read from
+# .git's HEAD and refs, the only part of .git the context has (.dockerignore).
+# package.json is named too so that the COPY has a source where there is no
+# .git directory (a tarball, or a git worktree, whose .git is a file); there,
+# or to override it, pass the commit:
 #   docker build --build-arg UNDERSTUDY_COMMIT=$(git rev-parse --short HEAD) .
-ARG UNDERSTUDY_COMMIT=unknown
-RUN UNDERSTUDY_COMMIT="$UNDERSTUDY_COMMIT" bun -e 'import { buildAll } from "./scripts/build.ts"; await buildAll("dist", { targets: ["binary"], commit: process.env.UNDERSTUDY_COMMIT });' \
+COPY package.json .gi[t] ./.git/
+ARG UNDERSTUDY_COMMIT=""
+RUN UNDERSTUDY_COMMIT="$UNDERSTUDY_COMMIT" bun -e 'import { buildAll } from "./scripts/build.ts"; await buildAll("dist", { targets: ["binary"], commit: process.env.UNDERSTUDY_COMMIT || undefined });' \
  && ./dist/understudy version
 
 # ---- runtime -----------------------------------------------------------------
@@ -80,13 +84,16 @@ COPY --from=build /opt/understudy/dist/understudy /usr/local/bin/understudy
 # are inlined into the binary at build time (scripts/build.ts), so browser
 # jobs need no node_modules in the image.
 
-# On SIGTERM running jobs get UNDERSTUDY_SHUTDOWN_GRACE_MS to finish; 8 s fits
-# inside `docker stop`'s default 10 s. Raise both together (docker stop -t,
-# compose's stop_grace_period) to give jobs longer.
+# `docker stop` sends SIGTERM and kills the container 10 s later (exit 137).
+# UNDERSTUDY_SHUTDOWN_GRACE_MS is the whole time jobs get, the job grace
+# (UNDERSTUDY_JOB_GRACE_MS, 5 s) included: running jobs may finish for 2 s,
+# are then told to stop, and are killed at 7 s; closing workers, webhook
+# deliveries in flight (at most 2 s) and the database fit in the rest. Raise it
+# together with `docker stop -t` / compose's stop_grace_period, 3 s apart.
 ENV UNDERSTUDY_LISTEN=0.0.0.0:8787 \
     UNDERSTUDY_DB=/data/understudy.db \
     UNDERSTUDY_WORKFLOWS_DIR=/workflows \
-    UNDERSTUDY_SHUTDOWN_GRACE_MS=8000 \
+    UNDERSTUDY_SHUTDOWN_GRACE_MS=7000 \
     HOME=/home/understudy
 
 USER understudy:understudy

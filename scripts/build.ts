@@ -43,15 +43,44 @@ export interface BuildOptions {
   commit?: string;
 }
 
-/** The short sha of HEAD, or "unknown" outside a git checkout (a Docker build context, a tarball). */
+/**
+ * The short sha of HEAD: from git, else read from the .git directory itself
+ * (the Docker build has no git, only .git's HEAD and refs: see Dockerfile),
+ * else "unknown" (a tarball, or a git worktree's .git file in a Docker build).
+ */
 export function gitCommit(cwd: string = ROOT): string {
   try {
     const result = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd, stdout: "pipe", stderr: "ignore" });
     const sha = result.stdout.toString().trim();
-    return result.exitCode === 0 && /^[0-9a-f]{4,40}$/.test(sha) ? sha : "unknown";
+    if (result.exitCode === 0 && /^[0-9a-f]{4,40}$/.test(sha)) return sha;
   } catch {
-    return "unknown"; // git itself is missing
+    // git itself is missing
   }
+  return commitFromGitDir(join(cwd, ".git"))?.slice(0, 7) ?? "unknown";
+}
+
+/** HEAD's full sha read from a .git directory's files (HEAD, refs/, packed-refs), without git. */
+export function commitFromGitDir(gitDir: string): string | undefined {
+  const read = (path: string) => {
+    try {
+      return readFileSync(join(gitDir, path), "utf8").trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const head = read("HEAD");
+  if (head === undefined) return undefined;
+  const ref = /^ref: (refs\/\S+)$/.exec(head)?.[1];
+  const sha = ref ? (read(ref) ?? packedRef(read("packed-refs"), ref)) : head;
+  return sha && /^[0-9a-f]{40}$/.test(sha) ? sha : undefined;
+}
+
+function packedRef(packed: string | undefined, ref: string): string | undefined {
+  for (const line of packed?.split("\n") ?? []) {
+    const [sha, name] = line.trim().split(" ");
+    if (name === ref) return sha;
+  }
+  return undefined;
 }
 
 function defines(commit: string): Record<string, string> {

@@ -27,8 +27,14 @@ export interface Config {
     readonly concurrency: number;
     /** How long a cancelled or timed-out handler that ignores its signal gets before its job ends anyway. */
     readonly graceMs: number;
-    /** On SIGTERM, how long running jobs may go on before they are ended as interrupted. */
+    /**
+     * On SIGTERM, the whole time the runner takes to end its jobs: running
+     * jobs may go on until `interruptGraceMs` before its end, are then told to
+     * stop, and any still running at its end are killed and end interrupted.
+     */
     readonly shutdownGraceMs: number;
+    /** The grace of a job told to stop by a shutdown: graceMs, cut to fit inside shutdownGraceMs. */
+    readonly interruptGraceMs: number;
     readonly maxResultBytes: number;
     /** How often the runner looks for queued jobs it was not told about (another process's). */
     readonly pollMs: number;
@@ -90,7 +96,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_WORKFLOWS_DIR: "./workflows",
   UNDERSTUDY_CONCURRENCY: "4",
   UNDERSTUDY_JOB_GRACE_MS: "5000",
-  UNDERSTUDY_SHUTDOWN_GRACE_MS: "30000",
+  UNDERSTUDY_SHUTDOWN_GRACE_MS: "30000 (the Docker image: 7000); the job grace counts within it",
   UNDERSTUDY_MAX_RESULT_BYTES: "1048576",
   UNDERSTUDY_RUNNER_POLL_MS: "1000",
   UNDERSTUDY_CHROMIUM_PATH: "(chromium on PATH)",
@@ -223,6 +229,8 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       concurrency: v.UNDERSTUDY_CONCURRENCY,
       graceMs: v.UNDERSTUDY_JOB_GRACE_MS,
       shutdownGraceMs: v.UNDERSTUDY_SHUTDOWN_GRACE_MS,
+      // One budget: `docker stop -t` (10 s by default) must cover the job grace too.
+      interruptGraceMs: Math.min(v.UNDERSTUDY_JOB_GRACE_MS, v.UNDERSTUDY_SHUTDOWN_GRACE_MS),
       maxResultBytes: v.UNDERSTUDY_MAX_RESULT_BYTES,
       pollMs: v.UNDERSTUDY_RUNNER_POLL_MS,
     }),

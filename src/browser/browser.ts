@@ -28,9 +28,43 @@ export class BrowserUnavailableError extends Error {
   override name = "BrowserUnavailableError";
 }
 
-// Measured here as root in a container: the sandbox needs --no-sandbox, and
-// the rest keep a job's browser from phoning home or updating itself.
+/**
+ * The --disable-features list Playwright passes (playwright-core 1.65.1,
+ * chromiumSwitches.ts). Chromium keeps only the last --disable-features it
+ * is given, so ours, which comes after Playwright's, must repeat these or
+ * they are silently lost (HttpsUpgrades among them: http:// navigations
+ * would be upgraded to https). test/browser/launch-args.test.ts checks, on a
+ * real launch, that every feature Playwright disables stays disabled.
+ */
+export const PLAYWRIGHT_DISABLED_FEATURES = [
+  "AvoidUnnecessaryBeforeUnloadCheckSync",
+  "DestroyProfileOnBrowserClose",
+  "HttpsUpgrades",
+  "HttpsFirstBalancedModeAutoEnable",
+  "LensOverlay",
+  "MediaRouter",
+  "PaintHolding",
+  "ThirdPartyStoragePartitioning",
+  "AvoidCorsURLLoaderRestartOnRedirect",
+  "TcpPortRandomizationWin",
+  "OptimizationHints",
+  "NetworkTimeServiceQuerying",
+  "AimEnabled",
+  "PreconnectToSearch",
+  "msForceBrowserSignIn",
+  "msEdgeUpdateLaunchServicesPreferredVersion",
+];
+
+/**
+ * What a job's browser must not do on its own: phone home, update itself, or
+ * look names up that no workflow asked for. Measured with the network cut
+ * (test/airgap/offline.sh, Chromium 156, a data: page held open 5 s): with
+ * Playwright's switches alone it tried 19 non-loopback connects, with these
+ * 1, the IPv6 probe, which sends nothing (README "Air-gapped"). None of them
+ * changes how a page loads: workflows reach the web, through a proxy too.
+ */
 export const LAUNCH_ARGS = [
+  // Measured here as root in a container: the sandbox needs --no-sandbox.
   "--no-sandbox",
   "--disable-gpu",
   "--disable-background-networking",
@@ -38,10 +72,16 @@ export const LAUNCH_ARGS = [
   "--disable-sync",
   "--no-first-run",
   "--disable-quic",
-  // Chromium's own lookups (prefetch, DNS-over-HTTPS probes, network time):
-  // measured offline with strace, these cut its outbound attempts from 18 to 5.
   "--dns-prefetch-disable",
-  "--disable-features=DnsOverHttpsUpgrade,AsyncDns,OptimizationHints,MediaRouter,NetworkTimeServiceQuerying",
+  // --disable-component-update stops only the scheduled updates: on-demand
+  // ones still ran (the optimization guide's on-device model manifest,
+  // update.googleapis.com, 4 DNS lookups offline). Pointed at a closed
+  // loopback port, the component updater reaches nothing.
+  "--component-updater=url-source=http://127.0.0.1:9/",
+  // Names are resolved by the system resolver (getaddrinfo: /etc/hosts, the
+  // configured DNS server), never by Chromium's own DNS client (AsyncDns:
+  // HTTPS-record lookups too) or upgraded to DNS-over-HTTPS.
+  `--disable-features=${[...PLAYWRIGHT_DISABLED_FEATURES, "DnsOverHttpsUpgrade", "AsyncDns"].join(",")}`,
 ];
 export const LAUNCH_TIMEOUT_MS = 30_000;
 export const CLOSE_TIMEOUT_MS = 5_000;

@@ -1,3 +1,4 @@
+import { closeSync, openSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { randomId, systemClock } from "../clock";
@@ -106,15 +107,29 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
     },
   },
   keygen: {
-    summary: "print a new random master key",
-    usage: `usage: understudy keygen
+    summary: "make a new random master key (--out FILE writes it with mode 0600)",
+    usage: `usage: understudy keygen [--out FILE]
 
 Prints a new master key (32 random bytes, base64) on stdout, and its id on stderr.
-Keep it secret and keep it safe: without it the stored values cannot be read.`,
-    async run(io) {
+Keep it secret and keep it safe: without it the stored values cannot be read.
+
+  --out FILE    write the key to FILE instead, readable by its owner only (mode
+                0600); an existing FILE is never overwritten
+To redirect stdout instead, set the umask first, or the file is made 0644:
+  (umask 077; understudy keygen > master.key)`,
+    options: { out: { type: "string" } },
+    async run(io, values, positionals) {
+      if (positionals.length > 0) throw new UsageError(`keygen takes no arguments, got: ${positionals.join(" ")}`, this.usage);
       const key = generateMasterKey();
-      io.out(`${key}\n`);
-      io.err(`master key id ${masterKeyId(new Uint8Array(Buffer.from(key, "base64")))}\n`);
+      const id = masterKeyId(new Uint8Array(Buffer.from(key, "base64")));
+      const out = values.out as string | undefined;
+      if (out === undefined) {
+        io.out(`${key}\n`);
+        io.err(`master key id ${id}\n`);
+        return 0;
+      }
+      writeKeyFile(resolve(io.cwd, out), `${key}\n`);
+      io.err(`wrote master key ${id} to ${out} (mode 0600)\n`);
       return 0;
     },
   },
@@ -336,6 +351,27 @@ async function withDatabase(io: Io, values: Record<string, string | boolean | un
     return await work(db);
   } finally {
     await db.destroy();
+  }
+}
+
+/**
+ * Creates the file with mode 0600, failing if anything is at the path already
+ * (O_EXCL: a symlink there too), so an existing key, perhaps the only copy
+ * of one, is never overwritten.
+ */
+function writeKeyFile(path: string, text: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, "wx", 0o600);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") throw new FatalError(`${path} already exists; keygen --out never overwrites a file (it may hold the only copy of a key). Choose another name, or remove it first.`);
+    throw new FatalError(`cannot create ${path} (${code ?? "error"}).`);
+  }
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
   }
 }
 

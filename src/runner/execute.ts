@@ -23,6 +23,8 @@ export interface ExecuteOptions {
   timeoutMs: number;
   /** How long a handler that ignores its abort signal gets before the run ends anyway. */
   graceMs: number;
+  /** The same when the stop is a shutdown's ("interrupted"); default graceMs. */
+  interruptGraceMs?: number;
   maxResultBytes: number;
   browser: BrowserOptions;
   /** Aborted from outside (cancel, shutdown); the reason is a StopReason. */
@@ -114,7 +116,8 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
     // The handler is raced against the abort signal plus the grace period: a
     // handler that ignores its signal is left behind, and the run still ends.
     const stopped = new Promise<"stopped">((resolve) => {
-      abort.signal.addEventListener("abort", () => (graceTimer = setTimeout(() => resolve("stopped"), options.graceMs)), { once: true });
+      const grace = () => (stoppedBy === "interrupted" ? (options.interruptGraceMs ?? options.graceMs) : options.graceMs);
+      abort.signal.addEventListener("abort", () => (graceTimer = setTimeout(() => resolve("stopped"), grace())), { once: true });
     });
     let settled: { ok: true; value: unknown } | { ok: false; error: unknown } | "stopped";
     settled = await Promise.race([

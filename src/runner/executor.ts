@@ -41,7 +41,10 @@ export interface JobRun {
   /** Every value to keep out of the log, the error and the result. */
   secrets: Secret[];
   timeoutMs: number;
+  /** After a cancel or timeout, how long a handler that ignores its signal gets before its job ends anyway. */
   graceMs: number;
+  /** The same after a shutdown told it to stop (shorter: it fits inside the shutdown grace). */
+  interruptGraceMs: number;
   maxResultBytes: number;
   browser: BrowserOptions;
   /** Aborted from outside (cancel, shutdown); the reason is a StopReason. */
@@ -75,6 +78,7 @@ export class InProcessExecutor implements JobExecutor {
       session: run.jobId,
       timeoutMs: run.timeoutMs,
       graceMs: run.graceMs,
+      interruptGraceMs: run.interruptGraceMs,
       maxResultBytes: run.maxResultBytes,
       browser: run.browser,
       stop: run.stop,

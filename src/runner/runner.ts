@@ -131,14 +131,17 @@ export class Runner {
   }
 
   /**
-   * Stops claiming, lets running jobs finish until the shutdown deadline, then
-   * ends the rest as interrupted (each still within its grace period).
+   * Stops claiming and ends every running job within the shutdown grace, one
+   * budget: jobs may finish until the interrupt grace before its end, are then
+   * told to stop, and those that ignore it are killed at its end (so a
+   * `docker stop` of 10 s covers an 8 s shutdown grace, job grace included).
    */
   async shutdown(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#poll);
     const all = () => Promise.all([...this.#running.values()].map((j) => j.done));
-    const deadline = this.#deps.config.jobs.shutdownGraceMs;
+    const { shutdownGraceMs, interruptGraceMs } = this.#deps.config.jobs;
+    const deadline = shutdownGraceMs - interruptGraceMs;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = await Promise.race([
       all().then(() => false),
@@ -317,6 +320,7 @@ export class Runner {
       secrets,
       timeoutMs: row.timeout_seconds * 1000,
       graceMs: config.jobs.graceMs,
+      interruptGraceMs: config.jobs.interruptGraceMs,
       maxResultBytes: config.jobs.maxResultBytes,
       browser: {
         headless: options.headless ?? true,

@@ -67,7 +67,7 @@ export class WorkerExecutor implements JobExecutor {
           // It ignored the signal (a busy loop, a handler that never returns): kill it, browser included.
           void worker.kill();
           finish(stopped(), false);
-        }, run.graceMs);
+        }, reason === "interrupted" ? run.interruptGraceMs : run.graceMs);
       };
       const timer = setTimeout(() => stop("timeout"), run.timeoutMs);
       const onAbort = () => stop((run.stop.reason as StopReason) === "interrupted" ? "interrupted" : "cancelled");

@@ -24,6 +24,7 @@ import { WorkflowRegistry } from "../workflows/registry";
 import { DEFAULT_ARCHIVE_LIMITS } from "../deployments/archive";
 import { Deployments, tenantDeploymentsDir } from "../deployments/service";
 import { listen, type Listening } from "./listen";
+import { requireWritableTempDir } from "./temp-dir";
 
 export interface OpenedStore {
   db: Db;
@@ -156,6 +157,7 @@ export async function startServer(
     runnerPaused?: boolean;
   },
 ): Promise<RunningServer> {
+  requireWritableTempDir();
   const clock = options.clock ?? systemClock;
   const workflows = options.workflows ?? (await WorkflowRegistry.load(options.workflowsDir, log));
   const newId = options.newId ?? randomId;

@@ -13,6 +13,7 @@ import {
   type SqliteStatement,
 } from "kysely";
 import { isBun } from "../runtime";
+import { requireWritableDataDir } from "./data-dir";
 import type { Database } from "./schema";
 
 export type Db = Kysely<Database>;
@@ -165,6 +166,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
 }
 
 export async function openDatabase(options: OpenOptions): Promise<Db> {
+  requireWritableDataDir(options.path);
   if (options.path !== ":memory:" && !existsSync(options.path)) {
     // Created empty (a valid empty database) with owner-only permissions;
     // SQLite gives the -wal and -shm files the same mode.

@@ -46,6 +46,32 @@ describe("usage", () => {
   });
 });
 
+describe("keygen --out", () => {
+  test("writes the key to a new file with mode 0600, and prints only its id", async () => {
+    const cwd = workDir();
+    const run = await runCliProcess(["keygen", "--out", "master.key"], { cwd });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe("");
+    const path = join(cwd, "master.key");
+    const key = readFileSync(path, "utf8").trim();
+    expect(Buffer.from(key, "base64").length).toBe(32);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(run.stderr).toContain(masterKeyId(new Uint8Array(Buffer.from(key, "base64"))));
+    expect(run.stderr).not.toContain(key);
+  });
+
+  test("refuses to overwrite an existing file, which stays as it was", async () => {
+    const cwd = workDir();
+    const path = join(cwd, "master.key");
+    writeFileSync(path, "the only copy of an old key\n", { mode: 0o600 });
+    const run = await runCliProcess(["keygen", "--out", path], { cwd });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("already exists");
+    expect(run.stdout).toBe("");
+    expect(readFileSync(path, "utf8")).toBe("the only copy of an old key\n");
+  });
+});
+
 describe("configuration", () => {
   test("serve without a master key stops with what to do", async () => {
     const run = await runCliProcess(["serve"], { cwd: workDir() });

@@ -9,12 +9,15 @@
 # Needs docker, curl and node on the host. What it does, one line per step
 # (`ok - step` or `not ok - step: why`), stopping at the first failure with a
 # non-zero exit:
-#   - builds the image from the repository root (unless SMOKE_BUILD=0);
+#   - builds the image from the repository root (unless SMOKE_BUILD=0); from a
+#     clone (.git a directory) without the UNDERSTUDY_COMMIT build arg, and
+#     `understudy version` must name HEAD's commit either way;
 #   - makes a master key with `understudy keygen` in a throwaway container;
 #   - starts the image (docker run -d) with the key in UNDERSTUDY_MASTER_KEY, a
-#     fresh named volume on /data, examples/workflows mounted read-only on
-#     /workflows, test/docker/pages on /smoke-pages, and 8787 published on a
-#     random 127.0.0.1 port; the image's HEALTHCHECK runs every 2 s here;
+#     fresh named volume on /data, examples/workflows and
+#     test/docker/workflows mounted read-only on /workflows,
+#     test/docker/pages on /smoke-pages, and 8787 published on a random
+#     127.0.0.1 port; the image's HEALTHCHECK runs every 2 s here;
 #   - checks it runs as a non-root user and turns healthy;
 #   - creates a tenant and an API key with `docker exec`;
 #   - stores username and password over HTTP and reads the password back;
@@ -26,10 +29,18 @@
 #     reached the page, and the redactor kept it out of the result). Without
 #     Chromium (WITH_CHROMIUM=0) the job must fail saying no Chromium was found;
 #   - restarts the container and reads the password again;
-#   - stops it with docker stop (SIGTERM) and checks exit code 0, within 10 s;
+#   - starts ignores-signal, a job whose handler ignores its stop signal, and
+#     stops the container with docker stop (SIGTERM, default 10 s): it must
+#     exit 0 (or 143), not 137, in under 10 s (the time is printed);
 #   - starts a second container on the same volume with the key as a mounted
 #     file (UNDERSTUDY_MASTER_KEY_FILE=/run/secrets/understudy_master_key, as
-#     Docker secrets do), reads the password again, and stops it the same way.
+#     Docker secrets do), reads the password again, finds the ignores-signal
+#     job failed as interrupted ("shut down"), and stops it the same way;
+#   - runs the image with --read-only --tmpfs /tmp: the browser job (or, without
+#     Chromium, hello) completes; with --read-only alone it must stop at start
+#     saying to add --tmpfs /tmp;
+#   - runs it with a bind mount on /data that uid 10001 cannot write: it must
+#     stop at start naming uid 10001 and the chown that fixes it.
 # Containers, the volume and temporary files it made are removed on exit.
 set -uo pipefail
 
@@ -80,17 +91,29 @@ wait_healthy() {
   return 1
 }
 
-# stop_gracefully CONTAINER STEP: docker stop must end it with exit code 0 before the 10 s kill.
+# stop_gracefully CONTAINER STEP: docker stop (its default 10 s) must end it
+# with exit code 0 (143: killed by the SIGTERM itself) before Docker's kill
+# (137). Prints how long it took.
 stop_gracefully() {
-  local started elapsed code
-  started=$(date +%s)
-  docker stop -t 10 "$1" >/dev/null || fail "$2" "docker stop failed" "$1"
-  elapsed=$(( $(date +%s) - started ))
+  local started elapsed_ms code
+  started=$(date +%s%N)
+  docker stop "$1" >/dev/null || fail "$2" "docker stop failed" "$1"
+  elapsed_ms=$(( ($(date +%s%N) - started) / 1000000 ))
   code=$(docker inspect -f '{{.State.ExitCode}}' "$1")
-  [ "$code" = 0 ] || fail "$2" "exit code $code after ${elapsed}s (137 means it was killed)" "$1"
-  [ "$elapsed" -lt 10 ] || fail "$2" "took ${elapsed}s" "$1"
+  [ "$code" = 0 ] || [ "$code" = 143 ] || fail "$2" "exit code $code after ${elapsed_ms} ms (137 means Docker killed it)" "$1"
+  [ "$elapsed_ms" -lt 10000 ] || fail "$2" "took ${elapsed_ms} ms" "$1"
   docker logs "$1" 2>&1 | grep -q 'received SIGTERM' || fail "$2" "no 'received SIGTERM' in the log" "$1"
-  ok "$2 (exit code 0 in ${elapsed}s)"
+  ok "$2 (exit code $code in $(awk -v ms="$elapsed_ms" 'BEGIN { printf "%.1f", ms / 1000 }') s)"
+}
+
+# wait_exit CONTAINER: waits (bounded) until it has stopped; prints its exit code.
+wait_exit() {
+  for _ in $(seq 1 60); do
+    [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = false ] && { docker inspect -f '{{.State.ExitCode}}' "$1"; return 0; }
+    sleep 1
+  done
+  echo "still running after 60 s"
+  return 1
 }
 
 # wait_job CONTAINER JOB_ID: prints the final job JSON.
@@ -112,7 +135,10 @@ command -v node >/dev/null || fail "prerequisites" "node is not on PATH"
 docker info >/dev/null 2>&1 || fail "prerequisites" "no Docker daemon answers"
 
 if [ "$BUILD" = 1 ]; then
-  build_args=(--build-arg "WITH_CHROMIUM=$WITH_CHROMIUM" --build-arg "UNDERSTUDY_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)")
+  build_args=(--build-arg "WITH_CHROMIUM=$WITH_CHROMIUM")
+  # A clone's .git gives the build the commit (.dockerignore lets HEAD and refs
+  # in); a worktree's .git is a file pointing elsewhere, so pass it there.
+  [ -d "$ROOT/.git" ] || build_args+=(--build-arg "UNDERSTUDY_COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)")
   if [ -n "${BUILD_CA_CERT_FILE:-}" ]; then build_args+=(--build-arg "BUILD_CA_CERT=$(cat "$BUILD_CA_CERT_FILE")"); fi
   if docker build -t "$IMAGE" "${build_args[@]}" "$ROOT" >"$WORK/build.log" 2>&1; then
     ok "docker build -t $IMAGE --build-arg WITH_CHROMIUM=$WITH_CHROMIUM ($(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1000000}'), $(docker run --rm "$IMAGE" version))"
@@ -121,6 +147,19 @@ if [ "$BUILD" = 1 ]; then
     fail "docker build" "see the lines above"
   fi
 fi
+
+stamped=$(docker run --rm "$IMAGE" version | sed -n 's/.*(\(.*\))$/\1/p')
+head=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)
+if [ "$BUILD" = 1 ] && [ -n "$head" ]; then
+  [[ -n "$stamped" && "$head" == "$stamped"* ]] || fail "understudy version names the commit" "got '$stamped', HEAD is $head"
+  ok "understudy version names the commit ($stamped)"
+fi
+
+# The workflows directory an operator would mount: the examples and the smoke test's own.
+chmod 0755 "$WORK"
+mkdir -p "$WORK/workflows"
+cp "$ROOT"/examples/workflows/*.ts "$ROOT"/test/docker/workflows/*.ts "$WORK/workflows/"
+chmod -R a+rX "$WORK/workflows"
 
 MASTER_KEY=$(docker run --rm "$IMAGE" keygen 2>/dev/null)
 [ -n "$MASTER_KEY" ] || fail "keygen" "understudy keygen printed nothing"
@@ -132,7 +171,7 @@ CONTAINERS+=("$C1")
 docker run -d --name "$C1" \
   -e "UNDERSTUDY_MASTER_KEY=$MASTER_KEY" \
   -v "$VOLUME:/data" \
-  -v "$ROOT/examples/workflows:/workflows:ro" \
+  -v "$WORK/workflows:/workflows:ro" \
   -v "$ROOT/test/docker/pages:/smoke-pages:ro" \
   -p 127.0.0.1::8787 \
   --health-interval 2s --health-start-period 30s \
@@ -165,7 +204,7 @@ ok "credentials stored and read back over HTTP"
 
 out=$(api "$C1" workflows/list '{}')
 ready=$(json "$out" 'j.deployed_workflows.filter((w) => w.deployment_status === "ready").map((w) => w.name).sort().join(",")')
-[[ ",$ready," == *,hello,* && ",$ready," == *,portal-login,* ]] || fail "workflows loaded from /workflows" "$out" "$C1"
+[[ ",$ready," == *,hello,* && ",$ready," == *,portal-login,* && ",$ready," == *,ignores-signal,* ]] || fail "workflows loaded from /workflows" "$out" "$C1"
 ok "workflows loaded from the mounted /workflows ($ready)"
 
 out=$(api "$C1" jobs/create '{"workflow":"hello","params":{"name":"docker"}}')
@@ -191,7 +230,18 @@ out=$(api "$C1" credentials/get '{"name":"password"}')
 [ "$(json "$out" 'j.value')" = "$PASSWORD" ] || fail "value survives a restart" "$out" "$C1"
 ok "after docker restart the value reads back"
 
-stop_gracefully "$C1" "docker stop (SIGTERM) is graceful"
+out=$(api "$C1" jobs/create '{"workflow":"ignores-signal"}')
+STUCK_JOB=$(json "$out" 'j.job_id')
+[ -n "$STUCK_JOB" ] || fail "ignores-signal job" "$out" "$C1"
+for _ in $(seq 1 30); do
+  lines=$(api "$C1" logs/list "{\"jobId\":\"$STUCK_JOB\"}")
+  [[ "$lines" == *"ignoring the stop signal"* ]] && break
+  sleep 1
+done
+[[ "$lines" == *"ignoring the stop signal"* ]] || fail "ignores-signal job runs" "$lines" "$C1"
+ok "a job whose handler ignores its stop signal is running"
+
+stop_gracefully "$C1" "docker stop with that job running is graceful"
 
 # The key as a file, as `docker secret` / compose secrets mount it. The file
 # must be readable by the container's user (uid 10001).
@@ -213,6 +263,56 @@ out=$(api "$C2" credentials/get '{"name":"password"}')
 [ "$(json "$out" 'j.value')" = "$PASSWORD" ] || fail "value reads back with the key from a file" "$out" "$C2"
 ok "a new container on the same volume, key from UNDERSTUDY_MASTER_KEY_FILE, reads the value"
 
+job=$(wait_job "$C2" "$STUCK_JOB") || fail "the ignores-signal job ended" "$job" "$C2"
+[ "$(json "$job" 'j.status')" = failed ] && [ "$(json "$job" 'j.failure_class')" = interrupted ] && [[ "$(json "$job" 'j.error')" == *"shut down"* ]] \
+  || fail "the ignores-signal job ended failed, interrupted" "$(json "$job" '({status: j.status, failure_class: j.failure_class, error: j.error})')" "$C2"
+ok "the ignores-signal job ended failed (interrupted): $(json "$job" 'j.error')"
+
 stop_gracefully "$C2" "docker stop of the second container is graceful"
+
+# A read-only root filesystem: /data is the volume, /tmp a tmpfs.
+C3="$RUN_ID-3"
+CONTAINERS+=("$C3")
+docker run -d --name "$C3" --read-only --tmpfs /tmp \
+  -e "UNDERSTUDY_MASTER_KEY=$MASTER_KEY" \
+  -v "$VOLUME:/data" \
+  -v "$WORK/workflows:/workflows:ro" \
+  -v "$ROOT/test/docker/pages:/smoke-pages:ro" \
+  -p 127.0.0.1::8787 \
+  --health-interval 2s --health-start-period 30s \
+  "$IMAGE" >/dev/null || fail "docker run --read-only --tmpfs /tmp" "could not start the container"
+why=$(wait_healthy "$C3") || fail "healthy with --read-only --tmpfs /tmp" "$why" "$C3"
+if [ "$WITH_CHROMIUM" = 1 ]; then
+  out=$(api "$C3" jobs/create '{"workflow":"portal-login","params":{"loginUrl":"file:///smoke-pages/login.html"}}')
+  job=$(wait_job "$C3" "$(json "$out" 'j.job_id')") || fail "browser job with --read-only" "did not end: $job" "$C3"
+  [ "$(json "$job" 'j.status')" = completed ] || fail "browser job with --read-only --tmpfs /tmp" "$(json "$job" '({status: j.status, error: j.error})')" "$C3"
+  ok "--read-only --tmpfs /tmp: the browser job completed: $(json "$job" 'j.result')"
+else
+  out=$(api "$C3" jobs/create '{"workflow":"hello","params":{"name":"read-only"}}')
+  job=$(wait_job "$C3" "$(json "$out" 'j.job_id')") || fail "hello job with --read-only" "did not end: $job" "$C3"
+  [ "$(json "$job" 'j.status')" = completed ] || fail "hello job with --read-only --tmpfs /tmp" "$job" "$C3"
+  ok "--read-only --tmpfs /tmp: the hello job completed"
+fi
+stop_gracefully "$C3" "docker stop of the read-only container is graceful"
+
+C4="$RUN_ID-4"
+CONTAINERS+=("$C4")
+docker run -d --name "$C4" --read-only -e "UNDERSTUDY_MASTER_KEY=$MASTER_KEY" -v "$VOLUME:/data" "$IMAGE" >/dev/null \
+  || fail "docker run --read-only (no tmpfs)" "could not create the container"
+code=$(wait_exit "$C4") || fail "--read-only without a tmpfs stops at start" "$code" "$C4"
+[ "$code" = 1 ] && docker logs "$C4" 2>&1 | grep -q -- '--tmpfs /tmp' || fail "--read-only without a tmpfs stops at start saying --tmpfs /tmp" "exit code $code" "$C4"
+ok "--read-only without a tmpfs stops at start: $(docker logs "$C4" 2>&1 | grep -m1 -o 'The temporary directory [^:]*')"
+
+# A bind mount on /data that uid 10001 cannot write (here: root's, 0755).
+mkdir -p "$WORK/rootdata"
+chmod 0755 "$WORK/rootdata"
+C5="$RUN_ID-5"
+CONTAINERS+=("$C5")
+docker run -d --name "$C5" -e "UNDERSTUDY_MASTER_KEY=$MASTER_KEY" -v "$WORK/rootdata:/data" "$IMAGE" >/dev/null \
+  || fail "docker run with a root-owned /data" "could not create the container"
+code=$(wait_exit "$C5") || fail "a root-owned /data stops at start" "$code" "$C5"
+[ "$code" = 1 ] && docker logs "$C5" 2>&1 | grep -q 'uid 10001' && docker logs "$C5" 2>&1 | grep -q 'chown -R 10001:10001' \
+  || fail "a root-owned /data stops at start naming uid 10001 and the chown" "exit code $code" "$C5"
+ok "a /data bind mount uid 10001 cannot write stops at start: $(docker logs "$C5" 2>&1 | grep -m1 -o 'is not writable by this process (uid [0-9]*)')"
 
 echo "# all steps passed ($IMAGE, WITH_CHROMIUM=$WITH_CHROMIUM)"

@@ -91,8 +91,8 @@ describe("SIGTERM with a short shutdown grace", () => {
     expect(refused.body.data.job_ids).toEqual([jobId]);
 
     // The handler never returns and its ten-minute timer is still pending:
-    // the job is ended 200 ms (shutdown grace) + 200 ms (job grace) after the
-    // signal, and the process must exit anyway.
+    // it is told to stop at once (the job grace fills the shutdown grace) and
+    // ended 200 ms after the signal, and the process must exit anyway.
     const { exited, code, ms } = await signalAndWait(server, "SIGTERM", 5000);
     expect(exited).toBe(true);
     expect(code).toBe(0);
@@ -110,6 +110,36 @@ describe("SIGTERM with a short shutdown grace", () => {
 
     const deleted = await call(restarted, key, "/v1/credentials/delete", { id: credentialId });
     expect(deleted.status).toBe(200);
+    await signalAndWait(restarted, "SIGTERM", EXIT_BOUND_MS);
+  }, TEST_TIMEOUT_MS);
+});
+
+describe("SIGTERM: the shutdown grace is one budget, the job grace included", () => {
+  // `docker stop` kills the container 10 s after SIGTERM. The shutdown grace
+  // used to come first and the job grace after it (8 s + 5 s in the image):
+  // a job ignoring its signal kept the process 13 s. Here a job grace far
+  // longer than the shutdown grace must not keep it past the shutdown grace.
+  test("a job ignoring its signal is ended within the shutdown grace even when the job grace is longer", async () => {
+    const { key, start } = await deploy({ UNDERSTUDY_SHUTDOWN_GRACE_MS: "1000", UNDERSTUDY_JOB_GRACE_MS: "120000" });
+    const server = await start();
+    expect((await call(server, key, "/v1/credentials/create", { name: "password", value: "shutdown-budget-value" })).status).toBe(200);
+    const created = await call(server, key, "/v1/jobs/create", { workflow: "blocks", params: {} });
+    expect(created.status).toBe(200);
+    const jobId = created.body.job_id as string;
+    await waitForJobLog(server, key, jobId, `blocks: handler started for ${jobId}`);
+
+    // A bound, not a timing: before, this process stayed for the 120 s job grace.
+    const { exited, code } = await signalAndWait(server, "SIGTERM", EXIT_BOUND_MS);
+    expect(exited).toBe(true);
+    expect(code).toBe(0);
+
+    const restarted = await start();
+    const job = await waitForJob(restarted, key, jobId);
+    expect(job.status).toBe("failed");
+    expect(job.failure_class).toBe("interrupted");
+    expect(job.error).toContain("shut down");
+    // Ended by the shutdown, not left for the restart to recover.
+    expect(restarted.stdout()).not.toContain("ended jobs interrupted by a previous stop");
     await signalAndWait(restarted, "SIGTERM", EXIT_BOUND_MS);
   }, TEST_TIMEOUT_MS);
 });
