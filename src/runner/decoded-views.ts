@@ -330,13 +330,17 @@ function readEscape(bytes: Uint8Array, i: number): { codePoint: number; end: num
   return { codePoint: isSurrogate(unit) ? 0xfffd : unit, end: i + 6 };
 }
 
-/** Where `'line\n' +\n    'line'` continues, when the quote at `i` ends one piece and another follows; else `i`. */
+/**
+ * Where the next piece begins, when the quote at `i` ends a piece of a
+ * string that util.inspect cut after a line break and another piece follows
+ * (`'line\n' +\n    'line'`); else `i`. The shape is matched exactly, so
+ * that quotes and pluses of a value are never taken for it.
+ */
 function pieceJoinEnd(bytes: Uint8Array, i: number): number {
-  let j = i + 1;
+  if (i < 2 || bytes[i - 2] !== BACKSLASH || bytes[i - 1] !== 0x6e) return i; // \n before the quote
+  if (bytes[i + 1] !== 0x20 || bytes[i + 2] !== PLUS || bytes[i + 3] !== 0x0a) return i; // " +" and a line break
+  let j = i + 4;
   while (bytes[j] === 0x20) j++;
-  if (bytes[j] !== PLUS) return i;
-  j++;
-  while (j < bytes.length && isSpace(bytes[j]!)) j++;
   return j < bytes.length && isQuote(bytes[j]!) ? j + 1 : i;
 }
 
@@ -520,10 +524,6 @@ function hexNumber(bytes: Uint8Array, start: number, count: number): number | un
 
 function isQuote(c: number): boolean {
   return c === 0x27 || c === 0x22 || c === 0x60;
-}
-
-function isSpace(c: number): boolean {
-  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
 function isLowSurrogate(unit: number): boolean {
