@@ -74,3 +74,29 @@ export function leakedForm(text: string, value: string): string | undefined {
   const parts = unredactedParts(text);
   return formsOf(value).find((form) => parts.some((part) => part.includes(form.text)))?.encoding;
 }
+
+/** A value with every kind of character an encoder escapes: quotes, a backslash, a line break, a tab, U+2028, non-ASCII, an emoji. */
+export function awkwardValue(id: string): string {
+  return `tok-${id}-'q'"dq"\\bs\nnl\ttab\u2028ls-pässwort-€-😀`;
+}
+
+/**
+ * What a job that ran test/fixtures/worker-workflows/log-forms.ts stored, as
+ * a person would check it: which forms of the value leaked, if any, in a line
+ * or across lines (joined as written and by line breaks), and which of the
+ * forms it wrote are missing their placeholder. Both empty when redaction
+ * worked; neither holds the value, so a failure does not print it.
+ */
+export function logFormsFindings(messages: readonly string[], value: string, name: string): { leaked: string[]; unredacted: string[] } {
+  const leaked = [...messages, messages.join(""), messages.join("\n")].map((text) => leakedForm(text, value)).filter((form): form is string => !!form);
+  const unredacted: string[] = [];
+  for (const label of ["a: Authorization: Basic ", "a: cookie=", "b: obj", "b: {", "b: request", "c: {", "d: ", "hex: "]) {
+    const lines = messages.filter((m) => m.startsWith(label));
+    if (lines.length === 0 || !lines.every((m) => m.includes(`[REDACTED:${name}]`))) unredacted.push(label);
+  }
+  // One character per write: each of those lines is the placeholder.
+  const spelled = messages.indexOf("one character per line (d):");
+  const characters = messages.slice(spelled + 1, spelled + 1 + [...value].length);
+  if (spelled < 0 || characters.length !== [...value].length || !characters.every((m) => m === `[REDACTED:${name}]`)) unredacted.push("one character per line");
+  return { leaked, unredacted };
+}
