@@ -227,6 +227,24 @@ describe("forms of a value written with other text around it", () => {
     }
   });
 
+  test("encoded twice: base64 in a URL, base64 of JSON (a token's claims), JSON in a URL, JSON in JSON", () => {
+    const value = 'Pä$$ "w/ord" + 1 ÿ?>';
+    const redactor = new Redactor([{ name: "password", value }]);
+    const claims = Buffer.from(JSON.stringify({ sub: "ada", pw: value, n: 1 })).toString("base64url");
+    const inUrl = encodeURIComponent(Buffer.from(`ada:${value}`).toString("base64"));
+    expect(inUrl).toContain("%2F"); // the / of the base64 is percent-encoded: only decoding both finds the value
+    for (const text of [
+      `GET /cb?auth=${inUrl}&x=1`,
+      `token eyJhbGciOiJIUzI1NiJ9.${claims}.c2ln`,
+      `POST /login?body=${encodeURIComponent(JSON.stringify({ pw: value }))}`,
+      JSON.stringify({ log: JSON.stringify({ pw: value }) }),
+    ]) {
+      const redacted = redactor.redact(text);
+      expect({ text, leaked: leakedForm(redacted, value) }).toEqual({ text, leaked: undefined });
+      expect(redacted).toContain("[REDACTED:password]");
+    }
+  });
+
   test("percent-encoding mixed into a longer URL, with lower-case hex or + for a space", () => {
     const value = "p@ss wörd/+1";
     const redactor = new Redactor([{ name: "password", value }]);
