@@ -11,8 +11,11 @@
  * escapes, a URL with the value percent-encoded among other parameters.
  *
  * The decoders are applied to the text and once more to each view (JSON
- * inside util.inspect, base64 inside a URL), no deeper. Each decoder runs only
- * when the view holds what it decodes, and each is linear in the view's length.
+ * inside util.inspect, base64 inside a URL), no deeper. Each is linear in the
+ * view's length and reads only what could hold a value it alone would find:
+ * escape sequences and percent-encoding the stretches near a sequence,
+ * base64 and hex the runs long enough for the shortest value (and, in a view
+ * an escaping decoder made, only runs it changed).
  */
 
 /** Where each byte of a view came from: bytes [from[i], to[i]) of its parent view, or of the text (UTF-16 units). */
