@@ -1,3 +1,5 @@
+import { indexOfBytes, textRange, textView, viewsOf, type SearchLimits } from "./decoded-views";
+
 /** A value to keep out of logs, errors and results, and the name that replaces it. */
 export interface Secret {
   name: string;
@@ -18,8 +20,19 @@ export interface RedactedSpan {
 export const MIN_SECRET_LENGTH = 4;
 
 /**
- * Replaces every occurrence of a secret, in each form it is likely to be
- * written in, with `[REDACTED:<name>]`.
+ * How far a form of a value reaches, in characters per byte of the value:
+ * JSON with every character written as \u0041 takes 6, the most of any one
+ * encoding. (A form encoded twice, JSON inside util.inspect, can take more:
+ * whole in one write it is found all the same; split across writes, only
+ * while it fits.) Each write is searched with this much of the writes
+ * before it, so it is kept no larger.
+ */
+const LONGEST_FORM_PER_BYTE = 6;
+
+/**
+ * Replaces every occurrence of a secret, in any form the decoded views of the
+ * text show it in (see decoded-views.ts), with `[REDACTED:<name>]`: a value
+ * is found by its own bytes in each view, so its forms need no list.
  *
  * Occurrences may overlap (two secrets sharing characters, one inside
  * another): every character of every occurrence is covered, so no fragment of
@@ -29,53 +42,47 @@ export class Redactor {
   /** True when at least one secret is long enough to be redacted. */
   readonly active: boolean;
   /**
-   * Length of the longest form: an occurrence split across two writes lies
-   * within this many characters either side of the boundary.
+   * The most characters a form of a value can take: a value split across
+   * writes lies within this many characters either side of a boundary.
    */
   readonly longestForm: number;
-  readonly #names: Map<string, string>;
-  /**
-   * One regex for every form: a lookahead, so that each position yields the
-   * longest form starting there (alternatives are sorted longest first) and
-   * overlapping occurrences are all found.
-   */
-  readonly #pattern: RegExp | undefined;
+  /** The values' UTF-8 bytes with their names, the first name for a value given twice. */
+  readonly #values: { bytes: Buffer; name: string }[];
+  readonly #limits: SearchLimits;
 
   constructor(secrets: readonly Secret[]) {
-    this.#names = new Map();
+    const byValue = new Map<string, string>();
     for (const secret of secrets) {
       if (typeof secret.value !== "string" || secret.value.trim().length < MIN_SECRET_LENGTH) continue;
-      // The first secret with a form names it: two names for one value redact as the first.
-      for (const form of formsOf(secret.value)) if (!this.#names.has(form)) this.#names.set(form, secret.name);
+      if (!byValue.has(secret.value)) byValue.set(secret.value, secret.name);
     }
-    const forms = [...this.#names.keys()].sort((a, b) => b.length - a.length || (a < b ? -1 : 1));
-    this.active = forms.length > 0;
-    this.longestForm = forms[0]?.length ?? 0;
-    this.#pattern = this.active ? new RegExp(`(?=(${forms.map(escapeRegExp).join("|")}))`, "g") : undefined;
+    this.#values = [...byValue].map(([value, name]) => ({ bytes: Buffer.from(value, "utf8"), name }));
+    this.active = this.#values.length > 0;
+    const lengths = this.#values.map((v) => v.bytes.length);
+    this.longestForm = this.active ? LONGEST_FORM_PER_BYTE * Math.max(...lengths) : 0;
+    this.#limits = {
+      shortestValue: this.active ? Math.min(...lengths) : 0,
+      longestValue: this.active ? Math.max(...lengths) : 0,
+      spaceInValues: this.#values.some((v) => v.bytes.includes(0x20)),
+    };
   }
 
-  /** True when the end of `text` could be the start of a form: a write that follows might complete it. */
-  endsWithFormStart(text: string): boolean {
-    for (const form of this.#names.keys()) {
-      for (let k = Math.min(form.length - 1, text.length); k >= 1; k--) {
-        if (text.endsWith(form.slice(0, k))) return true;
-      }
-    }
-    return false;
-  }
-
-  /** Every occurrence of every form in text, by start (overlapping ones included). */
-  spans(text: string): RedactedSpan[] {
-    const pattern = this.#pattern;
-    if (!pattern || text.length === 0) return [];
+  /**
+   * Every occurrence of every secret in text, in any view of it (overlapping
+   * ones included), in text positions; with `asWritten`, only where the text
+   * holds the value itself.
+   */
+  spans(text: string, asWritten = false): RedactedSpan[] {
+    if (!this.active || text.length === 0) return [];
     const found: RedactedSpan[] = [];
-    pattern.lastIndex = 0;
-    for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
-      const form = match[1]!;
-      found.push({ start: match.index, end: match.index + form.length, name: this.#names.get(form)! });
-      // The match is empty (a lookahead): step on by one so a form starting
-      // inside this one is found too.
-      pattern.lastIndex = match.index + 1;
+    for (const view of asWritten ? [textView(text)] : viewsOf(text, this.#limits)) {
+      for (const value of this.#values) {
+        const length = value.bytes.length;
+        for (let at = indexOfBytes(view.bytes, value.bytes, 0); at >= 0; at = indexOfBytes(view.bytes, value.bytes, at + 1)) {
+          const range = textRange(view, at, at + length);
+          if (range) found.push({ ...range, name: value.name });
+        }
+      }
     }
     return found;
   }
@@ -86,39 +93,6 @@ export class Redactor {
     if (found.length === 0 && extra.length === 0) return text;
     return replaceSpans(text, extra.length === 0 ? found : [...found, ...extra]);
   }
-}
-
-/**
- * The forms a value is redacted in. All are encodings of the whole value.
- * Not covered: the value's base64 inside the base64 of a longer string (say,
- * `user:password` in a Basic auth header). Those characters depend on the
- * value's offset modulo 3 in the longer string and on its neighbours, so no
- * fixed string matches them.
- */
-export function formsOf(value: string): string[] {
-  const forms = new Set<string>([value]);
-  const bytes = Buffer.from(value, "utf8");
-  const base64 = bytes.toString("base64");
-  const base64url = bytes.toString("base64url");
-  const padding = "=".repeat((4 - (base64url.length % 4)) % 4);
-  forms.add(base64).add(base64.replace(/=+$/, "")).add(base64url).add(base64url + padding);
-  // JSON.stringify never throws on a string; a lone surrogate comes out as \udxxx.
-  forms.add(JSON.stringify(value).slice(1, -1));
-  let uriComponent: string | undefined;
-  try {
-    uriComponent = encodeURIComponent(value);
-  } catch {
-    // A lone surrogate cannot be URL-encoded; nothing could have written that form.
-  }
-  if (uriComponent !== undefined) {
-    // application/x-www-form-urlencoded: URLSearchParams also escapes !'()~ and writes a space as +.
-    const formEncoded = new URLSearchParams([["", value]]).toString().slice(1);
-    for (const encoded of [uriComponent, uriComponent.replace(/%20/g, "+"), formEncoded]) {
-      // Some encoders write the hex digits in lower case.
-      forms.add(encoded).add(encoded.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase()));
-    }
-  }
-  return [...forms];
 }
 
 /**
@@ -149,36 +123,59 @@ function placeholder(name: string): string {
   return `[REDACTED:${name}]`;
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
-}
-
 type Level = "info" | "warn" | "error";
 
 /**
- * Redacts a stream of log writes, including a secret split across two
- * consecutive writes (`log(token.slice(0, 8)); log(token.slice(8))`).
+ * Characters searched before the part of a write that a form could start
+ * in, so that an escape sequence or a run of base64 cut there still reads as
+ * it was written.
+ */
+const CONTEXT = 16;
+
+interface HeldWrite {
+  level: Level;
+  text: string;
+  stream: string;
+  /** Spans of this write found together with the writes after it. */
+  carried: RedactedSpan[];
+  /** Characters of its stream up to its end, and its number in the stream. */
+  endsAt: number;
+  index: number;
+}
+
+interface StreamState {
+  /** Its writes not yet emitted, oldest first. */
+  held: HeldWrite[];
+  length: number;
+  count: number;
+}
+
+/**
+ * Redacts a job's log writes, including a value split across several
+ * consecutive writes of one stream: `log(token.slice(0, 8));
+ * log(token.slice(8, 16)); log(token.slice(16))`, or a key printed line by
+ * line.
  *
- * The most recent write is held back until the next write or flush(). When a
- * write arrives, the end of the held one and the start of the new one are
- * searched together for a form that spans the boundary. For each found:
- * - in the held write, the part from where the form starts to the end becomes
- *   `[REDACTED:<name>]`;
- * - in the new write, the part up to where the form ends becomes
- *   `[REDACTED:<name>]` too, so each line shows that something was removed.
- * Then the held write is emitted and the new one is held in its place. Every
- * write is also redacted on its own, as Redactor.redact does.
+ * Each write is searched together with the end of the writes held before it
+ * in its stream, twice: joined as they were written (the pieces of a value)
+ * and joined by line breaks (the lines of a value). A form found across a
+ * boundary becomes `[REDACTED:<name>]` in each write it touches, so each line
+ * shows that something was removed.
  *
- * So that a running job's log stays live, a write is held only when its end
- * could begin a form, and then at most `holdMs`: a form whose second part is
- * written later than that is not caught.
+ * So every write is held back, until the writes after it in its stream are
+ * longer than any form (Redactor.longestForm), or for at most `holdMs`, or
+ * until flush(). Not only a write whose end could begin a form: a value's
+ * base64 inside a longer base64 string can begin at any character (the first
+ * ones carry bits of what precedes it), so nearly every write could. A
+ * running job's log is at most `holdMs` behind. Writes are emitted in the
+ * order they came, across streams, each redacted on its own as well.
  *
- * Not covered: a form split across three or more writes (a middle write that
- * holds only part of it is not a whole form anywhere). When no secret is long
- * enough to redact, writes pass straight through with no delay.
+ * Not covered: pieces of one value written more than `holdMs` apart, or with
+ * more than longestForm other writes between them.
  */
 export class LogRedactionBuffer {
-  #held: { level: Level; text: string; carried: RedactedSpan[] } | undefined;
+  readonly #queue: HeldWrite[] = [];
+  readonly #streams = new Map<string, StreamState>();
   #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -187,47 +184,98 @@ export class LogRedactionBuffer {
     private readonly holdMs = 250,
   ) {}
 
-  push(level: Level, message: string): void {
+  /** A write of `stream` (what the job wrote with console.* and ctx.log, or to stdout or stderr). */
+  push(level: Level, message: string, stream = "log"): void {
     if (!this.redactor.active) {
       this.emit(level, message);
       return;
     }
-    const next = { level, text: message, carried: [] as RedactedSpan[] };
-    const held = this.#held;
-    if (held) {
-      for (const span of this.#spansAcross(held.text, message)) {
-        held.carried.push({ start: span.start, end: held.text.length, name: span.name });
-        next.carried.push({ start: 0, end: span.end - held.text.length, name: span.name });
-      }
-      this.flush();
+    let state = this.#streams.get(stream);
+    if (!state) this.#streams.set(stream, (state = { held: [], length: 0, count: 0 }));
+    state.length += message.length;
+    state.count++;
+    const write: HeldWrite = { level, text: message, stream, carried: [], endsAt: state.length, index: state.count };
+    this.#redactWith(state.held, write);
+    state.held.push(write);
+    this.#queue.push(write);
+    this.#release();
+    if (this.#queue.length > 0 && this.#timer === undefined) {
+      this.#timer = setTimeout(() => this.flush(), this.holdMs);
+      (this.#timer as { unref?: () => void }).unref?.();
     }
-    if (!this.redactor.endsWithFormStart(message)) {
-      this.emit(level, this.redactor.redact(message, next.carried));
-      return;
-    }
-    this.#held = next;
-    this.#timer = setTimeout(() => this.flush(), this.holdMs);
-    (this.#timer as { unref?: () => void }).unref?.();
   }
 
-  /** Emits the held write, if any. */
+  /** Emits every held write. */
   flush(): void {
     clearTimeout(this.#timer);
-    const held = this.#held;
-    if (!held) return;
-    this.#held = undefined;
-    this.emit(held.level, this.redactor.redact(held.text, held.carried));
+    this.#timer = undefined;
+    for (const write of this.#queue.splice(0)) this.#emitWrite(write);
+    for (const state of this.#streams.values()) state.held = [];
   }
 
-  /** Spans of `before + after` that start in `before` and end in `after`, in that joined text's positions. */
-  #spansAcross(before: string, after: string): RedactedSpan[] {
-    const reach = this.redactor.longestForm - 1;
-    const offset = Math.max(0, before.length - reach);
-    const window = before.slice(offset) + after.slice(0, reach);
-    const boundary = before.length - offset;
-    return this.redactor
-      .spans(window)
-      .filter((s) => s.start < boundary && s.end > boundary)
-      .map((s) => ({ start: s.start + offset, end: s.end + offset, name: s.name }));
+  /** Emits the oldest writes that no later write can complete a form with, up to the first that one still could. */
+  #release(): void {
+    const reach = this.redactor.longestForm;
+    while (this.#queue.length > 0) {
+      const first = this.#queue[0]!;
+      const state = this.#streams.get(first.stream)!;
+      if (state.length - first.endsAt < reach && state.count - first.index < reach) break;
+      this.#queue.shift();
+      state.held.shift();
+      this.#emitWrite(first);
+    }
+    if (this.#queue.length === 0) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #emitWrite(write: HeldWrite): void {
+    this.emit(write.level, write.carried.length === 0 ? write.text : replaceSpans(write.text, write.carried));
+  }
+
+  /** Finds the forms in `write`, and those across its boundary with the held writes before it. */
+  #redactWith(held: readonly HeldWrite[], write: HeldWrite): void {
+    const reach = this.redactor.longestForm + CONTEXT;
+    // The end of the held writes: a form ending in this write starts there, if at all.
+    const before: { write: HeldWrite; skip: number }[] = [];
+    for (let i = held.length - 1, budget = reach; i >= 0 && budget > 0 && before.length < reach; i--) {
+      const earlier = held[i]!;
+      const take = Math.min(earlier.text.length, budget);
+      before.unshift({ write: earlier, skip: earlier.text.length - take });
+      budget -= take;
+    }
+    this.#search(before, write, "", write.text.length);
+    // Joined by line breaks, only a value as written can hold the break (an
+    // encoding escapes it), and only the boundaries are new.
+    if (before.length > 0) this.#search(before, write, "\n", Math.min(write.text.length, reach));
+  }
+
+  /**
+   * Searches the held writes' ends and the first `head` characters of `write`
+   * joined by `joiner`. A span inside one earlier write was found when that
+   * write came; every other span is carried by each write it touches.
+   */
+  #search(before: readonly { write: HeldWrite; skip: number }[], write: HeldWrite, joiner: string, head: number): void {
+    const segments: { write: HeldWrite; start: number; end: number; offset: number }[] = [];
+    let window = "";
+    for (const { write: earlier, skip } of before) {
+      const start = window.length;
+      window += earlier.text.slice(skip);
+      segments.push({ write: earlier, start, end: window.length, offset: start - skip });
+      window += joiner;
+    }
+    const start = window.length;
+    window += write.text.slice(0, head);
+    segments.push({ write, start, end: window.length, offset: start });
+    for (const span of this.redactor.spans(window, joiner !== "")) {
+      const within = segments.find((s) => span.start >= s.start && span.end <= s.end);
+      if (within && (within.write !== write || joiner !== "")) continue;
+      for (const segment of within ? [within] : segments) {
+        const from = Math.max(span.start, segment.start);
+        const to = Math.min(span.end, segment.end);
+        if (from < to) segment.write.carried.push({ start: from - segment.offset, end: to - segment.offset, name: span.name });
+      }
+    }
   }
 }

@@ -36,12 +36,9 @@ export class WorkerExecutor implements JobExecutor {
     // Late output of an earlier job of this worker must not leak its values either.
     const redactor = worker.redactorWith(run.secrets);
     const fail = failureRedactedBy(redactor);
-    // One stream of writes each, so a value split across two writes of one stream is still caught.
-    const streams = {
-      log: new LogRedactionBuffer(redactor, run.log),
-      stdout: new LogRedactionBuffer(redactor, run.log),
-      stderr: new LogRedactionBuffer(redactor, run.log),
-    };
+    // One buffer, so the job's lines keep their order; each stream is joined
+    // on its own, so a value split across writes of one stream is still caught.
+    const writes = new LogRedactionBuffer(redactor, run.log);
     const chromiumPath = findChromium(run.browser.chromiumPath);
 
     return new Promise<ExecuteOutcome>((resolve) => {
@@ -54,7 +51,7 @@ export class WorkerExecutor implements JobExecutor {
         clearTimeout(timer);
         clearTimeout(graceTimer);
         run.stop.removeEventListener("abort", onAbort);
-        for (const stream of Object.values(streams)) stream.flush();
+        writes.flush();
         resolve(outcome);
         void this.pool.release(worker, reusable);
       };
@@ -91,8 +88,8 @@ export class WorkerExecutor implements JobExecutor {
         },
         {
           started: () => run.onHandlerStart?.(),
-          log: (level, message) => streams.log.push(level, message),
-          output: (stream, line) => streams[stream].push(stream === "stdout" ? "info" : "error", line),
+          log: (level, message) => writes.push(level, message, "log"),
+          output: (stream, line) => writes.push(stream === "stdout" ? "info" : "error", line, stream),
           ended: (outcome) => finish(stoppedBy ? stopped() : outcomeOf(outcome, run.maxResultBytes, redactor, fail), true),
           lost: (reason) =>
             finish(

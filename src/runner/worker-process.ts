@@ -126,7 +126,7 @@ export class WorkerProcess {
   /**
    * Adds a job's values to those this worker has held, and returns the
    * redactor of all of them. The same values job after job (the usual case)
-   * reuse one redactor: its pattern is built only when a new value comes.
+   * reuse one redactor: a new one is built only when a new value comes.
    */
   redactorWith(secrets: readonly Secret[]): Redactor {
     for (const secret of secrets) {

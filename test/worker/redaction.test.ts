@@ -1,6 +1,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { randomUUID } from "node:crypto";
 import { call, waitForJob } from "../e2e/serve-child";
+import { awkwardValue, logFormsFindings } from "../runner/value-forms";
 import { workerScope } from "./process-tree";
 
 // What a handler writes of its injected value, every way it can write
@@ -65,4 +66,26 @@ test("a value written to stdout, stderr, console and ctx.log, returned or thrown
   // Not even a part of it that a split write could leave.
   expect(server.stdout().includes(value.slice(7))).toBe(false);
   expect(server.stderr().includes(value.slice(7))).toBe(false);
+}, 40_000);
+
+test("in a worker, a value logged as base64 behind a prefix, through util.inspect, as JSON with \\u escapes, in three or more writes, and as hex is stored only as [REDACTED:name]", async () => {
+  const deployment = scope.deployment();
+  const key = await deployment.addTenant("acme");
+  const server = await scope.start(deployment);
+  const value = awkwardValue(randomUUID());
+  expect((await call(server, key, "/v1/credentials/create", { name: "api_token", value })).status).toBe(200);
+  // test/fixtures/worker-workflows/log-forms.ts, the same file test/jobs/log-redaction.test.ts runs in process.
+  const created = await call(server, key, "/v1/jobs/create", { workflow: "log-forms", params: {} });
+  const job = await waitForJob(server, key, created.body.job_id, { timeoutMs: 20_000 });
+  expect(job.status).toBe("completed");
+  const logs = (await call(server, key, "/v1/logs/list", { jobId: created.body.job_id, limit: 1000 })).body;
+  expect(logs.nextPageToken).toBeNull();
+  const messages = (logs.logs as { message: string }[]).map((l) => l.message);
+  expect(logFormsFindings(messages, value, "api_token")).toEqual({ leaked: [], unredacted: [] });
+
+  // Nor the server's own output.
+  expect(await server.stop()).toBe(0);
+  const output = server.stdout() + server.stderr();
+  expect(output.includes(value)).toBe(false);
+  expect(output.includes(value.slice(0, 20))).toBe(false);
 }, 40_000);
