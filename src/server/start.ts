@@ -4,6 +4,7 @@ import { dirname, join, resolve } from "node:path";
 import { systemClock, randomId, type Clock, type IdSource } from "../clock";
 import type { Config } from "../config";
 import { flushAuditEvents } from "../audit/store";
+import { upgradeCredentialSeals } from "../credentials/service";
 import { createApp } from "../http/app";
 import type { AppDeps } from "../http/route";
 import type { Logger } from "../log";
@@ -38,6 +39,7 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
   try {
     await migrateToLatest(db);
     const vault = await Vault.open(db, keyring, clock);
+    await upgradeCredentialSeals(db, vault);
     return { db, vault, dbPath };
   } catch (error) {
     await db.destroy();
