@@ -8,7 +8,7 @@ import { upgradeCredentialSeals } from "../credentials/service";
 import { createApp } from "../http/app";
 import type { AppDeps } from "../http/route";
 import type { Logger } from "../log";
-import { openDatabase, type Db } from "../store/database";
+import { damagedDatabaseError, openDatabase, type Db } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
 import type { JobEndHook } from "../jobs/lifecycle";
 import { InProcessExecutor, type JobExecutor } from "../runner/executor";
@@ -43,7 +43,7 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
     return { db, vault, dbPath };
   } catch (error) {
     await db.destroy();
-    throw error;
+    throw damagedDatabaseError(dbPath, error) ?? error;
   }
 }
 
