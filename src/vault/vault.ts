@@ -174,7 +174,7 @@ export class Vault {
    */
   async staleMasterKey(db: Db): Promise<VaultUnavailableError | undefined> {
     const meta = await store.readVaultMeta(db);
-    if (!meta || meta.master_key_id === this.#keyring.current.id) return undefined;
+    if (!meta || this.#keyById(meta.master_key_id)) return undefined;
     return this.#rotatedAway(meta.master_key_id);
   }
 
@@ -185,9 +185,14 @@ export class Vault {
     if (!row) {
       // Opening needs the key the value was sealed with; a new one cannot open it.
       if (!options.create || (await store.tenantHoldsSealedData(db, tenantId))) throw dataKeyMissing(tenantId);
-      const { current } = this.#keyring;
+      // Wrapped by the master key the database names as current (the one a
+      // restart needs), never by one that a rotation has left behind.
+      const meta = await store.readVaultMeta(db);
+      if (!meta) throw new Error("the vault_meta row is gone");
+      const wrapping = this.#keyById(meta.master_key_id);
+      if (!wrapping) throw this.#rotatedAway(meta.master_key_id);
       const dataKey = new Uint8Array(randomBytes(32));
-      await store.insertTenantKeyIfCurrent(db, tenantId, current.id, seal(current.key, dataKey, tenantKeyAd(tenantId)), this.#clock.now().toISOString());
+      await store.insertTenantKeyIfCurrent(db, tenantId, wrapping.id, seal(wrapping.key, dataKey, tenantKeyAd(tenantId)), this.#clock.now().toISOString());
       // Another writer may have won the insert; the stored row is the truth.
       row = await store.findTenantKey(db, tenantId);
       if (!row) throw (await this.staleMasterKey(db)) ?? new Error("tenant key vanished after insert");
