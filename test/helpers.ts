@@ -278,11 +278,12 @@ export function manualClock(start = "2026-01-02T03:04:05.678Z"): Clock & { advan
 export async function serveDatabaseFile(
   dbPath: string,
   masterKey: Uint8Array,
+  options: { workflows?: WorkflowDefinition[] } = {},
 ): Promise<{ url: string; db: Db; logs: string[]; post(path: string, key: string, body: unknown): Promise<TestResponse>; close(): Promise<void> }> {
   const config = loadConfig({ UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0", UNDERSTUDY_LISTEN: "127.0.0.1:0", UNDERSTUDY_WORKFLOW_ISOLATION: "none" });
   const store = await openStore(config, dbPath, { current: toMasterKey(masterKey) });
   const log = memoryLogger();
-  const server = await startServer(config, store, log, { workflowsDir: join(dbPath, "..", "workflows"), workflows: WorkflowRegistry.fromDefinitions([], log) });
+  const server = await startServer(config, store, log, { workflowsDir: join(dbPath, "..", "workflows"), workflows: WorkflowRegistry.fromDefinitions(options.workflows ?? [], log) });
   return {
     url: server.url,
     db: store.db,

@@ -1,8 +1,11 @@
 import { Database } from "bun:sqlite";
 import { afterAll, expect, test } from "bun:test";
 import { join } from "node:path";
+import { randomId, systemClock } from "../../src/clock";
+import { createApiKey, createTenant } from "../../src/tenants/service";
+import { workflow } from "../../src/workflows/define";
 import { call, serveDeployment } from "../e2e/serve-child";
-import { editDatabaseFile, expectNoSecretIn } from "../helpers";
+import { editDatabaseFile, expectNoSecretIn, newMasterKey, serveDatabaseFile, tempDir } from "../helpers";
 import { runCliProcess, type ServerProcess } from "../process-helpers";
 
 // Issue 9, item 6: a tenant whose data key row was deleted from the database.
@@ -87,3 +90,35 @@ test("a deleted tenant key row: every read and write of that tenant says what is
   for (const name of ["c1", "c2"] as const) expect((await call(server, acme, "/v1/credentials/get", { name })).body.value).toBe(values[name]);
   expect(await server.stop()).toBe(0);
 }, 60_000);
+
+test("a job that needs a value of such a tenant fails with the same message; the log says which tenant's key is missing", async () => {
+  const dir = tempDir();
+  const dbPath = join(dir.path, "u.db");
+  const master = newMasterKey();
+  const uses = workflow("uses-token", { credentials: ["token"], handler: (_ctx, input: any) => ({ length: String(input.credentials?.token ?? "").length }) });
+  let s = await serveDatabaseFile(dbPath, master.bytes, { workflows: [uses] });
+  try {
+    const tenant = await createTenant(s.db, systemClock, randomId, "acme");
+    const { key } = await createApiKey(s.db, systemClock, randomId, tenant.id);
+    expect((await s.post("/v1/credentials/create", key, { name: "token", value: "job-token-5511" })).status).toBe(200);
+    await s.close();
+    editDatabaseFile(dbPath, [`DELETE FROM tenant_keys WHERE tenant_id = '${tenant.id}'`]);
+
+    s = await serveDatabaseFile(dbPath, master.bytes, { workflows: [uses] });
+    const created = await s.post("/v1/jobs/create", key, { workflow: "uses-token", params: {} });
+    expect(created.status).toBe(200);
+    let job: any;
+    for (let i = 0; i < 200; i++) {
+      job = (await s.post("/v1/jobs/get", key, { id: created.body.job_id })).body;
+      if (["completed", "failed", "cancelled"].includes(job.status)) break;
+      await Bun.sleep(25);
+    }
+    expect(job.status).toBe("failed");
+    expect(job.error).toContain("This tenant's data key is missing from the server's database");
+    expect(s.logs.some((line) => line.includes(`The data key of tenant ${tenant.id} is missing`))).toBe(true);
+    expectNoSecretIn(s.logs.join("\n") + JSON.stringify(job), ["job-token-5511", master.text]);
+  } finally {
+    await s.close();
+    dir.remove();
+  }
+}, 30_000);
