@@ -10,9 +10,10 @@ export type ErrorCode =
   | "CONFLICT"
   | "PAYLOAD_TOO_LARGE"
   | "TOO_MANY_REQUESTS"
-  | "INTERNAL_SERVER_ERROR";
+  | "INTERNAL_SERVER_ERROR"
+  | "SERVICE_UNAVAILABLE";
 
-export function statusOf(code: ErrorCode): 400 | 401 | 404 | 409 | 413 | 429 | 500 {
+export function statusOf(code: ErrorCode): 400 | 401 | 404 | 409 | 413 | 429 | 500 | 503 {
   switch (code) {
     case "BAD_REQUEST":
       return 400;
@@ -28,6 +29,8 @@ export function statusOf(code: ErrorCode): 400 | 401 | 404 | 409 | 413 | 429 | 5
       return 429;
     case "INTERNAL_SERVER_ERROR":
       return 500;
+    case "SERVICE_UNAVAILABLE":
+      return 503;
   }
 }
 

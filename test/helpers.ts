@@ -1,3 +1,4 @@
+import { Database as BunDatabase } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -274,4 +275,58 @@ export function manualClock(start = "2026-01-02T03:04:05.678Z"): Clock & { advan
     advance: (ms) => void (now += ms),
     iso: () => new Date(now).toISOString(),
   };
+}
+
+/**
+ * The real server (the wiring of `understudy serve`, handlers in-process) on
+ * a database file the test made or damaged, over real HTTP on 127.0.0.1.
+ * For tests that stop and start a server on the same file quickly.
+ */
+export async function serveDatabaseFile(
+  dbPath: string,
+  masterKey: Uint8Array,
+  options: { workflows?: WorkflowDefinition[] } = {},
+): Promise<{ url: string; db: Db; logs: string[]; post(path: string, key: string, body: unknown): Promise<TestResponse>; close(): Promise<void> }> {
+  const config = loadConfig({ UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0", UNDERSTUDY_LISTEN: "127.0.0.1:0", UNDERSTUDY_WORKFLOW_ISOLATION: "none" });
+  const store = await openStore(config, dbPath, { current: toMasterKey(masterKey) });
+  const log = memoryLogger();
+  const server = await startServer(config, store, log, { workflowsDir: join(dbPath, "..", "workflows"), workflows: WorkflowRegistry.fromDefinitions(options.workflows ?? [], log) });
+  return {
+    url: server.url,
+    db: store.db,
+    logs: log.lines,
+    async post(path, key, body) {
+      const response = await fetch(server.url + path, { method: "POST", headers: { "content-type": "application/json", "x-api-key": key }, body: JSON.stringify(body) });
+      const text = await response.text();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      return { status: response.status, headers: response.headers, body: parsed, text };
+    },
+    close: () => server.close(),
+  };
+}
+
+/** Asserts that no form of any secret (secretForms) is in `text`, without echoing a secret on failure. */
+export function expectNoSecretIn(text: string, secrets: readonly string[]): void {
+  for (const [i, secret] of secrets.entries()) {
+    for (const form of secretForms(secret)) {
+      if (text.includes(form)) throw new Error(`secret #${i} (in one of its forms) appears in the text checked`);
+    }
+  }
+}
+
+/** Edits a database file with SQLite itself, as an operator's `sqlite3` would (its server stopped), in one transaction. */
+export function editDatabaseFile(dbPath: string, statements: readonly string[]): void {
+  const raw = new BunDatabase(dbPath);
+  try {
+    raw.transaction(() => {
+      for (const statement of statements) raw.run(statement);
+    })();
+  } finally {
+    raw.close();
+  }
 }

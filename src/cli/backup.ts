@@ -4,7 +4,7 @@ import { sql } from "kysely";
 import { systemClock } from "../clock";
 import { loadConfig } from "../config";
 import { FatalError } from "../errors";
-import { openDatabase } from "../store/database";
+import { openDatabase, unusableDatabaseFile } from "../store/database";
 import { decodeMasterKey, toMasterKey } from "../vault/master-key";
 import { Vault } from "../vault/vault";
 import { devPaths } from "./dev";
@@ -86,7 +86,8 @@ export async function restoreDatabase(io: Io, values: Values, positionals: strin
   const config = loadConfig(io.env);
   const keyring = { current: toMasterKey(restoreMasterKey(io, values, config.masterKey)) };
 
-  if (existsSync(dbPath) && !values.force && (await seemsInUse(dbPath))) {
+  // A file that is no database (empty, not SQLite) is what a restore repairs: no server can have it open.
+  if (existsSync(dbPath) && !values.force && !unusableDatabaseFile(dbPath) && (await seemsInUse(dbPath))) {
     throw new FatalError(`The database ${dbPath} seems in use (a server has it open). Stop the server first, or pass --force.`);
   }
 

@@ -6,7 +6,7 @@ import { ENVIRONMENT, loadConfig, type Config } from "../config";
 import { FatalError } from "../errors";
 import { jsonLogger } from "../log";
 import { openStore, startServer } from "../server/start";
-import { openDatabase } from "../store/database";
+import { damagedDatabaseError, openDatabase } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
 import { createApiKey, createTenant, requireTenant, TenantError } from "../tenants/service";
 import { listApiKeys, listTenants, revokeApiKey } from "../tenants/store";
@@ -347,7 +347,9 @@ async function withDatabase(io: Io, values: Record<string, string | boolean | un
   const config = loadConfig(io.env);
   const db = await openDatabase({ path: dbPathOf(io, values, config), synchronous: config.dbSynchronous, busyTimeoutMs: config.busyTimeoutMs });
   try {
-    await migrateToLatest(db);
+    await migrateToLatest(db).catch((error: unknown) => {
+      throw damagedDatabaseError(dbPathOf(io, values, config), error) ?? error;
+    });
     return await work(db);
   } finally {
     await db.destroy();

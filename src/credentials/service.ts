@@ -2,24 +2,66 @@ import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditEve
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import type { Db } from "../store/database";
-import { IntegrityError } from "../vault/vault";
+import { IntegrityError, VaultUnavailableError, type Vault } from "../vault/vault";
 import * as store from "./store";
 
 /**
- * What a sealed value is bound to besides its tenant: the credential id and
- * version. A ciphertext copied onto another row, or replayed from an older
- * version, does not open.
+ * What a credential's sealed value is bound to besides its tenant (the vault
+ * adds that): its id, version and name. A ciphertext copied onto another row,
+ * replayed from an older version, or left under a name that was swapped or
+ * damaged in the database does not open. A rename re-seals.
  */
-const sealContext = (credentialId: string, version: number) => `credential/${credentialId}/${version}`;
+const SEAL_FORMAT = 2;
+const sealContext = (credential: { id: string; version: number; name: string }) =>
+  `credential/v2/${credential.id}/${credential.version}/${credential.name}`;
+/** Format 1, from before the name was bound: opened only to upgrade it (upgradeCredentialSeals). */
+const legacySealContext = (credential: { id: string; version: number }) => `credential/${credential.id}/${credential.version}`;
 
-/** Opens a stored credential's value for a job; throws IntegrityError when it does not open. */
-export async function openStoredValue(
-  deps: Pick<AppDeps, "vault">,
-  db: Db,
-  tenantId: string,
-  row: { id: string; version: number; sealed_value: Uint8Array },
-): Promise<string> {
-  return deps.vault.openForTenant(db, tenantId, sealContext(row.id, row.version), row.sealed_value);
+type StoredValue = { id: string; name: string; version: number; sealed_value: Uint8Array; seal_format: number };
+
+/**
+ * Opens a stored credential's value; throws IntegrityError when it does not
+ * open as this row (format 1 never does: those rows are upgraded at start).
+ */
+export async function openStoredValue(deps: Pick<AppDeps, "vault">, db: Db, tenantId: string, row: StoredValue): Promise<string> {
+  if (row.seal_format !== SEAL_FORMAT) throw new IntegrityError();
+  return deps.vault.openForTenant(db, tenantId, sealContext(row), row.sealed_value);
+}
+
+const storedValueOf = (row: store.CredentialRow): StoredValue => ({
+  id: row.id,
+  name: row.name,
+  version: row.version,
+  sealed_value: row.sealedValue,
+  seal_format: row.sealFormat,
+});
+
+/**
+ * Re-seals, in one transaction, every credential sealed before names were
+ * bound (format 1), so that each value is bound to its name; run at start,
+ * once the vault is open. A value that does not open is left as it is: a read
+ * of it fails its check like that of any damaged value.
+ */
+export async function upgradeCredentialSeals(db: Db, vault: Vault): Promise<{ upgraded: number; unopenable: number }> {
+  if ((await store.listCredentialsSealedBefore(db, SEAL_FORMAT)).length === 0) return { upgraded: 0, unopenable: 0 };
+  return db.transaction().execute(async (trx) => {
+    let upgraded = 0;
+    let unopenable = 0;
+    for (const row of await store.listCredentialsSealedBefore(trx, SEAL_FORMAT)) {
+      let value: string;
+      try {
+        value = await vault.openForTenant(trx, row.tenantId, legacySealContext(row), row.sealedValue);
+      } catch (error) {
+        if (!(error instanceof IntegrityError || error instanceof VaultUnavailableError)) throw error;
+        unopenable++;
+        continue;
+      }
+      const sealedValue = await vault.sealForTenant(trx, row.tenantId, sealContext(row), value);
+      await store.updateCredential(trx, row.tenantId, row.id, { sealedValue, sealFormat: SEAL_FORMAT, updatedAt: row.updatedAt });
+      upgraded++;
+    }
+    return { upgraded, unopenable };
+  });
 }
 
 const notFound = (what: string) =>
@@ -100,8 +142,8 @@ export async function createCredential(deps: AppDeps, caller: Caller, name: stri
     }
     const id = deps.newId();
     const at = deps.clock.now().toISOString();
-    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(id, 1), value);
-    await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, createdAt: at, updatedAt: at });
+    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id, version: 1, name }), value);
+    await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, sealFormat: SEAL_FORMAT, createdAt: at, updatedAt: at });
     await audit(trx, deps, caller, "credential.create", "success", { id, name });
     return { id };
   });
@@ -114,17 +156,30 @@ export async function upsertCredential(deps: AppDeps, caller: Caller, name: stri
     const at = deps.clock.now().toISOString();
     if (existing) {
       const version = existing.version + 1;
-      const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(existing.id, version), value);
-      await store.updateCredential(trx, caller.tenantId, existing.id, { sealedValue, version, updatedAt: at });
+      const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id: existing.id, version, name: existing.name }), value);
+      await store.updateCredential(trx, caller.tenantId, existing.id, { sealedValue, version, sealFormat: SEAL_FORMAT, updatedAt: at });
       await audit(trx, deps, caller, "credential.upsert", "success", existing, "overwritten");
       return { id: existing.id, overwritten: true };
     }
     const id = deps.newId();
-    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(id, 1), value);
-    await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, createdAt: at, updatedAt: at });
+    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id, version: 1, name }), value);
+    await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, sealFormat: SEAL_FORMAT, createdAt: at, updatedAt: at });
     await audit(trx, deps, caller, "credential.upsert", "success", { id, name }, "created");
     return { id, overwritten: false };
   });
+}
+
+/**
+ * The answer to a value that does not open as its row: a clear server
+ * error naming the credential, logged and audited, never another value.
+ */
+function integrityFailure(deps: AppDeps, caller: Caller, credential: { id: string; name: string }, hint: string): AppError {
+  deps.log.log("error", "credential failed its integrity check", { tenant_id: caller.tenantId, credential_id: credential.id, name: credential.name });
+  return new AppError(
+    "INTERNAL_SERVER_ERROR",
+    `The stored value of credential "${credential.name}" failed its integrity check and cannot be decrypted. ${hint}`,
+    { data: { credential_id: credential.id } },
+  );
 }
 
 /** Decrypts one credential for the caller. Every read, found or not, is audited. */
@@ -136,17 +191,17 @@ export async function readCredential(deps: AppDeps, caller: Caller, name: string
   }
   let value: string;
   try {
-    value = await deps.vault.openForTenant(deps.db, caller.tenantId, sealContext(row.id, row.version), row.sealedValue);
+    // Only the row asked for answers: one that a damaged index hands back under another name does not.
+    if (row.name !== name) throw new IntegrityError();
+    value = await openStoredValue(deps, deps.db, caller.tenantId, storedValueOf(row));
   } catch (error) {
+    if (error instanceof VaultUnavailableError) {
+      auditSoon(deps, caller, "credential.read", "integrity_failure", { id: row.id, name }, error.problem);
+      throw error;
+    }
     if (!(error instanceof IntegrityError)) throw error;
-    auditSoon(deps, caller, "credential.read", "integrity_failure", row);
-    deps.log.log("error", "credential failed its integrity check", { tenant_id: caller.tenantId, credential_id: row.id });
-    throw new AppError(
-      "INTERNAL_SERVER_ERROR",
-      `The stored value of credential "${row.name}" failed its integrity check and cannot be decrypted. ` +
-        "Set it again with /v1/credentials/upsert, or restore the database from a backup.",
-      { data: { credential_id: row.id } },
-    );
+    auditSoon(deps, caller, "credential.read", "integrity_failure", { id: row.id, name });
+    throw integrityFailure(deps, caller, { id: row.id, name }, "Set it again with /v1/credentials/upsert, or restore the database from a backup.");
   }
   auditSoon(deps, caller, "credential.read", "success", row);
   return { id: row.id, value };
@@ -170,10 +225,13 @@ export async function updateCredential(deps: AppDeps, caller: Caller, id: string
       }
     }
     const at = deps.clock.now().toISOString();
-    let sealed: { sealedValue: Uint8Array; version: number } | undefined;
-    if (change.value !== undefined) {
+    const name = change.name ?? existing.name;
+    let sealed: { sealedValue: Uint8Array; version: number; sealFormat: number } | undefined;
+    if (change.value !== undefined || name !== existing.name) {
+      // The name is bound into the sealed value: a rename re-seals it.
+      const value = change.value ?? (await openForRename(deps, caller, trx, existing));
       const version = existing.version + 1;
-      sealed = { version, sealedValue: await deps.vault.sealForTenant(trx, caller.tenantId, sealContext(id, version), change.value) };
+      sealed = { version, sealFormat: SEAL_FORMAT, sealedValue: await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id, version, name }), value) };
     }
     await store.updateCredential(trx, caller.tenantId, id, { name: change.name, ...sealed, updatedAt: at });
     const what = [change.value !== undefined && "value", change.name !== undefined && change.name !== existing.name && `renamed from ${existing.name}`]
@@ -182,6 +240,17 @@ export async function updateCredential(deps: AppDeps, caller: Caller, id: string
     await audit(trx, deps, caller, "credential.update", "success", { id, name: change.name ?? existing.name }, what || "unchanged");
     return { name: change.name ?? existing.name };
   });
+}
+
+/** The current value of a credential being renamed alone; a value that does not open refuses the rename. */
+async function openForRename(deps: AppDeps, caller: Caller, trx: Db, existing: store.CredentialRow): Promise<string> {
+  try {
+    return await openStoredValue(deps, trx, caller.tenantId, storedValueOf(existing));
+  } catch (error) {
+    if (!(error instanceof IntegrityError)) throw error;
+    const refusal = integrityFailure(deps, caller, existing, "Rename it together with a new value, or restore the database from a backup.");
+    throw new Refusal(refusal, "integrity_failure", existing, "rename refused");
+  }
 }
 
 /**

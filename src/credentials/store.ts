@@ -6,6 +6,8 @@ export interface CredentialRow {
   name: string;
   sealedValue: Uint8Array;
   version: number;
+  /** What the sealed value is bound to (see sealContext in service.ts). */
+  sealFormat: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -23,6 +25,7 @@ const toRow = (r: {
   name: string;
   sealed_value: Uint8Array;
   version: number;
+  seal_format: number;
   created_at: string;
   updated_at: string;
 }): CredentialRow => ({
@@ -31,6 +34,7 @@ const toRow = (r: {
   name: r.name,
   sealedValue: r.sealed_value,
   version: r.version,
+  sealFormat: r.seal_format,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
 });
@@ -40,7 +44,7 @@ export async function findCredentialByName(db: Db, tenantId: string, name: strin
   const reader = readerOf(db);
   if (reader) {
     const row = reader.get<Parameters<typeof toRow>[0]>(
-      "SELECT id, tenant_id, name, sealed_value, version, created_at, updated_at FROM credentials WHERE tenant_id = ? AND name = ?",
+      "SELECT id, tenant_id, name, sealed_value, version, seal_format, created_at, updated_at FROM credentials WHERE tenant_id = ? AND name = ?",
       [tenantId, name],
     );
     return row && toRow(row);
@@ -81,6 +85,7 @@ export async function insertCredential(db: Db, row: CredentialRow): Promise<void
       name: row.name,
       sealed_value: row.sealedValue,
       version: row.version,
+      seal_format: row.sealFormat,
       created_at: row.createdAt,
       updated_at: row.updatedAt,
     })
@@ -91,7 +96,7 @@ export async function updateCredential(
   db: Db,
   tenantId: string,
   id: string,
-  change: { name?: string; sealedValue?: Uint8Array; version?: number; updatedAt: string },
+  change: { name?: string; sealedValue?: Uint8Array; version?: number; sealFormat?: number; updatedAt: string },
 ): Promise<void> {
   await db
     .updateTable("credentials")
@@ -99,11 +104,18 @@ export async function updateCredential(
       ...(change.name !== undefined && { name: change.name }),
       ...(change.sealedValue !== undefined && { sealed_value: change.sealedValue }),
       ...(change.version !== undefined && { version: change.version }),
+      ...(change.sealFormat !== undefined && { seal_format: change.sealFormat }),
       updated_at: change.updatedAt,
     })
     .where("tenant_id", "=", tenantId)
     .where("id", "=", id)
     .execute();
+}
+
+/** Every credential whose value is sealed in an older format than `format`, of all tenants. */
+export async function listCredentialsSealedBefore(db: Db, format: number): Promise<CredentialRow[]> {
+  const rows = await db.selectFrom("credentials").selectAll().where("seal_format", "<", format).orderBy("id").execute();
+  return rows.map(toRow);
 }
 
 export async function deleteCredential(db: Db, tenantId: string, id: string): Promise<void> {

@@ -8,6 +8,7 @@ import { scheduleRoutes } from "../schedules/routes";
 import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
 import { AppError } from "../errors";
+import { VaultUnavailableError } from "../vault/vault";
 import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
 import { mountMetrics } from "../metrics/routes";
 import { VERSION } from "../version";
@@ -38,12 +39,15 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) => {
+    let stale: VaultUnavailableError | undefined;
     try {
       await sql`SELECT 1`.execute(deps.db);
-      return c.json({ status: "ready", master_key_id: deps.vault.keyId });
+      stale = await deps.vault.staleMasterKey(deps.db);
     } catch {
       return c.json({ status: "unavailable", message: "The database is not reachable." }, 503);
     }
+    if (stale) return c.json({ status: "unavailable", master_key_id: deps.vault.keyId, message: stale.message }, 503);
+    return c.json({ status: "ready", master_key_id: deps.vault.keyId });
   });
   app.get("/v1/openapi.json", (c) => c.body(openapi, 200, { "content-type": "application/json" }));
   mountMetrics(app, deps.db);
@@ -144,6 +148,13 @@ function validationError(error: z.ZodError): AppError {
 /** Anything that is not an AppError is a bug: the client gets a generic 500, the log gets the detail. */
 function toAppError(thrown: unknown, deps: AppDeps, requestId: string): AppError {
   if (thrown instanceof AppError) return thrown;
+  if (thrown instanceof VaultUnavailableError) {
+    // Not a bug, and not the client's doing: the operator must act. The log says exactly what; the client, whom to ask.
+    deps.log.log("error", thrown.message, { request_id: requestId, problem: thrown.problem });
+    return new AppError(thrown.problem === "master_key_rotated" ? "SERVICE_UNAVAILABLE" : "INTERNAL_SERVER_ERROR", thrown.clientMessage, {
+      data: { problem: thrown.problem },
+    });
+  }
   deps.log.log("error", "unhandled error", {
     request_id: requestId,
     error: thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : "non-error thrown",

@@ -8,7 +8,7 @@ const errorSchema = {
     defined: { type: "boolean" },
     success: { const: false },
     code: {
-      enum: ["BAD_REQUEST", "UNAUTHORIZED", "NOT_FOUND", "CONFLICT", "PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS", "INTERNAL_SERVER_ERROR"],
+      enum: ["BAD_REQUEST", "UNAUTHORIZED", "NOT_FOUND", "CONFLICT", "PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS", "INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"],
     },
     status: { type: "integer" },
     message: { type: "string" },
@@ -44,7 +44,7 @@ export function buildOpenApi(routes: readonly RouteDef[], version: string) {
   }
   for (const [path, description] of [
     ["/healthz", "The process is alive."],
-    ["/readyz", "The database is reachable and the master key verified."],
+    ["/readyz", "The database is reachable and the master key verified and still current (503 after a rotate-key by another process)."],
     ["/metrics", "Prometheus metrics (text format 0.0.4); unauthenticated, no tenant data."],
   ] as const) {
     paths[path] = { get: { summary: description, responses: { "200": { description }, "503": { description: "Not ready." } } } };

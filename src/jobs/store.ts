@@ -83,7 +83,7 @@ export async function referencedCredentials(db: Db, jobId: string) {
   return db
     .selectFrom("job_credentials")
     .innerJoin("credentials", "credentials.id", "job_credentials.credential_id")
-    .select(["credentials.id", "credentials.name", "credentials.version", "credentials.sealed_value"])
+    .select(["credentials.id", "credentials.name", "credentials.version", "credentials.sealed_value", "credentials.seal_format"])
     .where("job_credentials.job_id", "=", jobId)
     .execute();
 }

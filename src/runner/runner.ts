@@ -6,7 +6,7 @@ import { finishJob, type JobEndHook } from "../jobs/lifecycle";
 import * as jobs from "../jobs/store";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
-import type { Vault } from "../vault/vault";
+import { VaultUnavailableError, type Vault } from "../vault/vault";
 import type { ExecuteOutcome, LogLevel, StopReason } from "./execute";
 import type { JobExecutor, RunnableWorkflow } from "./executor";
 import type { Secret } from "./redactor";
@@ -234,11 +234,21 @@ export class Runner {
     } catch (error) {
       // Our own failure (e.g. a value failed its integrity check): the job
       // fails with a message that quotes nothing of the data.
-      log.log("error", "job failed inside the runner", { job_id: row.id, error: error instanceof Error ? error.name : "error" });
+      if (error instanceof VaultUnavailableError) {
+        // Its message names what the operator must fix, and no secret.
+        log.log("error", error.message, { job_id: row.id, problem: error.problem });
+      } else {
+        log.log("error", "job failed inside the runner", { job_id: row.id, error: error instanceof Error ? error.name : "error" });
+      }
       outcome = {
         status: "failed",
         failureClass: "error",
-        error: error instanceof RunnerError ? error.message : "The runner could not start this job; the server log has the detail.",
+        error:
+          error instanceof RunnerError
+            ? error.message
+            : error instanceof VaultUnavailableError
+              ? error.clientMessage
+              : "The runner could not start this job; the server log has the detail.",
         mappedStack: null,
       };
     }
@@ -298,7 +308,8 @@ export class Runner {
         }
         const credential = stored.find((c) => c.name === name);
         if (!credential) continue;
-        const value = await openStoredValue({ vault }, db, row.tenant_id, credential).catch(() => {
+        const value = await openStoredValue({ vault }, db, row.tenant_id, credential).catch((error: unknown) => {
+          if (error instanceof VaultUnavailableError) throw error;
           throw new RunnerError(`The stored value of credential "${name}" failed its integrity check; set it again, then rerun the job.`);
         });
         injected[name] = value;

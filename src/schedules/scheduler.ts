@@ -8,7 +8,7 @@ import { ACTIVE, type JobStatus } from "../jobs/store";
 import type { Logger } from "../log";
 import { scheduleLag } from "../metrics/registry";
 import type { Db } from "../store/database";
-import { IntegrityError, type Vault } from "../vault/vault";
+import { IntegrityError, VaultUnavailableError, type Vault } from "../vault/vault";
 import type { WorkflowCatalog } from "../workflows/catalog";
 import { nextFireAfter } from "./cron";
 import * as store from "./store";
@@ -76,6 +76,8 @@ async function scheduledJobInput(vault: Vault, trx: Db, row: store.ScheduleRow):
       schedule_id: row.id,
     };
   } catch (error) {
+    // One tenant's missing data key stops that schedule's fires, not every schedule's tick.
+    if (error instanceof VaultUnavailableError) throw new AppError("INTERNAL_SERVER_ERROR", error.clientMessage, { data: { problem: error.problem } });
     if (!(error instanceof IntegrityError)) throw error;
     throw new AppError(
       "CONFLICT",

@@ -4,10 +4,11 @@ import { dirname, join, resolve } from "node:path";
 import { systemClock, randomId, type Clock, type IdSource } from "../clock";
 import type { Config } from "../config";
 import { flushAuditEvents } from "../audit/store";
+import { upgradeCredentialSeals } from "../credentials/service";
 import { createApp } from "../http/app";
 import type { AppDeps } from "../http/route";
 import type { Logger } from "../log";
-import { openDatabase, type Db } from "../store/database";
+import { damagedDatabaseError, openDatabase, type Db } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
 import type { JobEndHook } from "../jobs/lifecycle";
 import { InProcessExecutor, type JobExecutor } from "../runner/executor";
@@ -39,10 +40,11 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
   try {
     await migrateToLatest(db);
     const vault = await Vault.open(db, keyring, clock);
+    await upgradeCredentialSeals(db, vault);
     return { db, vault, dbPath };
   } catch (error) {
     await db.destroy();
-    throw error;
+    throw damagedDatabaseError(dbPath, error) ?? error;
   }
 }
 

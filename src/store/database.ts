@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   CompiledQuery,
@@ -12,6 +12,7 @@ import {
   type SqliteDatabase,
   type SqliteStatement,
 } from "kysely";
+import { FatalError } from "../errors";
 import { isBun } from "../runtime";
 import { requireWritableDataDir } from "./data-dir";
 import type { Database } from "./schema";
@@ -165,8 +166,59 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 }
 
+const SQLITE_HEADER = Buffer.from("SQLite format 3\0", "latin1");
+const RESTORE_HINT = "restore the database from a backup (`understudy restore FILE`, server stopped)";
+
+/**
+ * Why an existing file cannot be opened as the database, or undefined when
+ * it can. Only a first start (no file at all) makes a new database: a file
+ * that is there but empty, unreadable or not SQLite would otherwise start
+ * as a new, empty database and hide every stored row (every API key 401,
+ * with no word why).
+ */
+export function unusableDatabaseFile(path: string): string | undefined {
+  let header: Buffer;
+  try {
+    if (!statSync(path).isFile()) return `The database path ${path} is not a file. Set UNDERSTUDY_DB (or --db) to the database file.`;
+    const fd = openSync(path, "r");
+    try {
+      header = Buffer.alloc(SQLITE_HEADER.length);
+      header = header.subarray(0, readSync(fd, header, 0, header.length, 0));
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "error";
+    return `The database file ${path} cannot be read (${code}). Make it readable and writable by the user the server runs as.`;
+  }
+  if (header.length === 0) {
+    return (
+      `The database file ${path} exists but is empty (0 bytes). Understudy makes a new database only where there is no file at all. ` +
+      `If this is meant to be a fresh start, delete the file; otherwise ${RESTORE_HINT}.`
+    );
+  }
+  if (!header.equals(SQLITE_HEADER)) {
+    return (
+      `The database file ${path} is not an SQLite database (it does not start with the SQLite header): it is damaged, or another kind of file. ` +
+      `Point UNDERSTUDY_DB (or --db) at the right file, or ${RESTORE_HINT}.`
+    );
+  }
+  return undefined;
+}
+
+/** SQLite's own word that a file with an SQLite header is damaged, as a start-up error that says what to do; else undefined. */
+export function damagedDatabaseError(path: string, error: unknown): FatalError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !/^SQLITE_(CORRUPT|NOTADB)/.test(code)) return undefined;
+  return new FatalError(`The database file ${path} is damaged (SQLite: ${(error as Error).message}); ${RESTORE_HINT}.`);
+}
+
 export async function openDatabase(options: OpenOptions): Promise<Db> {
   requireWritableDataDir(options.path);
+  if (options.path !== ":memory:" && existsSync(options.path)) {
+    const problem = unusableDatabaseFile(options.path);
+    if (problem) throw new FatalError(problem);
+  }
   if (options.path !== ":memory:" && !existsSync(options.path)) {
     // Created empty (a valid empty database) with owner-only permissions;
     // SQLite gives the -wal and -shm files the same mode.
@@ -174,7 +226,12 @@ export async function openDatabase(options: OpenOptions): Promise<Db> {
     writeFileSync(options.path, "", { mode: 0o600 });
   }
   const { db: raw, exec, reader: openReader } = await openRaw(options.path, options.busyTimeoutMs);
-  applyPragmas(exec, options);
+  try {
+    applyPragmas(exec, options);
+  } catch (error) {
+    raw.close();
+    throw damagedDatabaseError(options.path, error) ?? error;
+  }
   // :memory: is private to its connection: no second one can read it.
   const reader = options.path === ":memory:" ? undefined : openReader();
   const dialect: Dialect = {

@@ -254,4 +254,12 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex("deployment_workflows_lookup").on("deployment_workflows").columns(["tenant_id", "name", "version"]).execute();
     },
   },
+  "0005_credential_seal_format": {
+    async up(db: Kysely<any>) {
+      // What a credential's sealed value is bound to: 1, its tenant, id and
+      // version; 2, also its name. Rows of 1 are re-sealed as 2 at start,
+      // once the vault is open (src/credentials/service.ts, upgradeCredentialSeals).
+      await db.schema.alterTable("credentials").addColumn("seal_format", "integer", (c) => c.notNull().defaultTo(1)).execute();
+    },
+  },
 };

@@ -60,6 +60,8 @@ export interface CredentialsTable {
   version: number;
   created_at: string;
   updated_at: string;
+  /** What sealed_value's associated data binds (src/credentials/service.ts): 2 includes the name. */
+  seal_format: Generated<number>;
 }
 
 /** A queued or running job's hold on a credential; it is what blocks deletion. */

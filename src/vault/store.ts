@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { Db } from "../store/database";
 
 export async function readVaultMeta(db: Db) {
@@ -34,12 +35,54 @@ export async function findTenantKey(db: Db, tenantId: string) {
   return db.selectFrom("tenant_keys").selectAll().where("tenant_id", "=", tenantId).executeTakeFirst();
 }
 
-export async function insertTenantKey(db: Db, tenantId: string, masterKeyId: string, wrapped: Uint8Array, at: string) {
+/**
+ * Stores a tenant's new data key only while `masterKeyId` is still the
+ * database's current master key: the check and the insert are one statement,
+ * so a rotation committed by another process in between cannot leave a key
+ * wrapped by the old master key behind it.
+ */
+export async function insertTenantKeyIfCurrent(db: Db, tenantId: string, masterKeyId: string, wrapped: Uint8Array, at: string) {
   await db
     .insertInto("tenant_keys")
-    .values({ tenant_id: tenantId, master_key_id: masterKeyId, wrapped_key: wrapped, created_at: at, rotated_at: null })
+    .columns(["tenant_id", "master_key_id", "wrapped_key", "created_at", "rotated_at"])
+    .expression(
+      db
+        .selectFrom("vault_meta")
+        .select([sql<string>`${tenantId}`.as("tenant_id"), "master_key_id", sql<Uint8Array>`${wrapped}`.as("wrapped_key"), sql<string>`${at}`.as("created_at"), sql<null>`NULL`.as("rotated_at")])
+        .where("id", "=", 1)
+        .where("master_key_id", "=", masterKeyId),
+    )
     .onConflict((oc) => oc.column("tenant_id").doNothing())
     .execute();
+}
+
+/**
+ * Whether anything sealed for this tenant is stored: such a tenant must never
+ * get a new data key (its values would become unreadable for good).
+ */
+export async function tenantHoldsSealedData(db: Db, tenantId: string): Promise<boolean> {
+  const found = await db
+    .selectFrom("credentials")
+    .select(sql<number>`1`.as("found"))
+    .where("tenant_id", "=", tenantId)
+    .unionAll(db.selectFrom("webhook_endpoints").select(sql<number>`1`.as("found")).where("tenant_id", "=", tenantId))
+    .unionAll(
+      db
+        .selectFrom("jobs")
+        .select(sql<number>`1`.as("found"))
+        .where("tenant_id", "=", tenantId)
+        .where((eb) => eb.or([eb("sealed_params_credentials", "is not", null), eb("sealed_callback_secret", "is not", null)])),
+    )
+    .unionAll(
+      db
+        .selectFrom("schedules")
+        .select(sql<number>`1`.as("found"))
+        .where("tenant_id", "=", tenantId)
+        .where((eb) => eb.or([eb("sealed_params_credentials", "is not", null), eb("sealed_callback_secret", "is not", null)])),
+    )
+    .limit(1)
+    .executeTakeFirst();
+  return found !== undefined;
 }
 
 export async function rewrapTenantKey(db: Db, tenantId: string, masterKeyId: string, wrapped: Uint8Array, at: string) {

@@ -30,6 +30,35 @@ export class IntegrityError extends Error {
 }
 
 /**
+ * The vault cannot serve a tenant until the operator acts: its data key is
+ * missing from the database, or another process rotated the master key
+ * under this running server. `message` is for the server log,
+ * `clientMessage` for the API client; neither holds a secret (key ids are
+ * one-way fingerprints).
+ */
+export class VaultUnavailableError extends Error {
+  constructor(
+    readonly problem: "data_key_missing" | "master_key_rotated",
+    message: string,
+    readonly clientMessage: string,
+  ) {
+    super(message);
+    this.name = "VaultUnavailableError";
+  }
+}
+
+function dataKeyMissing(tenantId: string): VaultUnavailableError {
+  return new VaultUnavailableError(
+    "data_key_missing",
+    `The data key of tenant ${tenantId} is missing: its row in the tenant_keys table was removed from the database, ` +
+      "so the values stored for this tenant cannot be decrypted, and Understudy will not make it a new data key while they exist. " +
+      "Restore the database from a backup (`understudy restore FILE`, server stopped).",
+    "This tenant's data key is missing from the server's database, so its stored secrets cannot be decrypted or changed. " +
+      "The server's operator must restore the database from a backup; nothing was changed.",
+  );
+}
+
+/**
  * Master key -> per-tenant data keys (wrapped by the master key, stored) ->
  * values sealed with XChaCha20-Poly1305. The only module that touches ciphers.
  */
@@ -88,15 +117,21 @@ export class Vault {
     return vault;
   }
 
-  /** Seals a value for one tenant; `context` names where it will be stored (e.g. credential id and version). */
+  /**
+   * Seals a value for one tenant; `context` names where it will be stored
+   * (e.g. credential id, version and name). A tenant's first seal makes its
+   * data key. Throws VaultUnavailableError when that key is missing although
+   * values of the tenant are stored, or when the master key was rotated away
+   * from this process.
+   */
   async sealForTenant(db: Db, tenantId: string, context: string, plaintext: string): Promise<Uint8Array> {
-    const dataKey = await this.#dataKeyFor(db, tenantId);
+    const dataKey = await this.#dataKeyFor(db, tenantId, { create: true });
     return seal(dataKey, encoder.encode(plaintext), `${tenantId}/${context}`);
   }
 
   /** Opens a value sealed by sealForTenant with the same tenant and context; throws IntegrityError otherwise. */
   async openForTenant(db: Db, tenantId: string, context: string, sealed: Uint8Array): Promise<string> {
-    const dataKey = await this.#dataKeyFor(db, tenantId);
+    const dataKey = await this.#dataKeyFor(db, tenantId, { create: false });
     const plaintext = open(dataKey, sealed, `${tenantId}/${context}`);
     if (!plaintext) throw new IntegrityError();
     try {
@@ -165,19 +200,53 @@ export class Vault {
     });
   }
 
-  async #dataKeyFor(db: Db, tenantId: string): Promise<Uint8Array> {
+  /**
+   * Why this running server may not wrap new tenant keys, or undefined when
+   * it may: another process (`rotate-key`) moved the database to a master
+   * key this server does not hold. For /readyz.
+   */
+  async staleMasterKey(db: Db): Promise<VaultUnavailableError | undefined> {
+    const meta = await store.readVaultMeta(db);
+    if (!meta || this.#keyById(meta.master_key_id)) return undefined;
+    return this.#rotatedAway(meta.master_key_id);
+  }
+
+  async #dataKeyFor(db: Db, tenantId: string, options: { create: boolean }): Promise<Uint8Array> {
     const cached = this.#dataKeys.get(tenantId);
     if (cached) return cached;
     let row = await store.findTenantKey(db, tenantId);
     if (!row) {
-      const { current } = this.#keyring;
+      // Opening needs the key the value was sealed with; a new one cannot open it.
+      if (!options.create || (await store.tenantHoldsSealedData(db, tenantId))) throw dataKeyMissing(tenantId);
+      // Wrapped by the master key the database names as current (the one a
+      // restart needs), never by one that a rotation has left behind.
+      const meta = await store.readVaultMeta(db);
+      if (!meta) throw new Error("the vault_meta row is gone");
+      const wrapping = this.#keyById(meta.master_key_id);
+      if (!wrapping) throw this.#rotatedAway(meta.master_key_id);
       const dataKey = new Uint8Array(randomBytes(32));
-      await store.insertTenantKey(db, tenantId, current.id, seal(current.key, dataKey, tenantKeyAd(tenantId)), this.#clock.now().toISOString());
+      await store.insertTenantKeyIfCurrent(db, tenantId, wrapping.id, seal(wrapping.key, dataKey, tenantKeyAd(tenantId)), this.#clock.now().toISOString());
       // Another writer may have won the insert; the stored row is the truth.
       row = await store.findTenantKey(db, tenantId);
-      if (!row) throw new Error("tenant key vanished after insert");
+      if (!row) throw (await this.staleMasterKey(db)) ?? new Error("tenant key vanished after insert");
+    }
+    if (!this.#keyById(row.master_key_id)) {
+      // Wrapped by a key this process lacks: a server on the new key made it after a rotation.
+      const stale = await this.staleMasterKey(db);
+      if (stale) throw stale;
     }
     return this.#unwrap(row);
+  }
+
+  #rotatedAway(masterKeyId: string): VaultUnavailableError {
+    return new VaultUnavailableError(
+      "master_key_rotated",
+      `The master key was rotated to ${masterKeyId} while this server runs on ${this.#keyring.current.id}: ` +
+        "it will not wrap a new tenant data key with a key that is no longer current (a server restarted on the new key could not open it). " +
+        "Restart this server with UNDERSTUDY_MASTER_KEY (or UNDERSTUDY_MASTER_KEY_FILE) set to the new key.",
+      "The server's master key was rotated while it was running, so it cannot store secrets for a tenant that has none yet. " +
+        "The server's operator must restart it with the new master key; nothing was changed. Try again after the restart.",
+    );
   }
 
   #unwrap(row: { tenant_id: string; master_key_id: string; wrapped_key: Uint8Array }): Uint8Array {

@@ -5,7 +5,7 @@ import * as jobs from "../jobs/store";
 import { webhookDeliveries } from "../metrics/registry";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
-import { IntegrityError, type Vault } from "../vault/vault";
+import { IntegrityError, VaultUnavailableError, type Vault } from "../vault/vault";
 import type { Resolver } from "./address";
 import { sendWebhook, type AttemptOutcome } from "./send";
 import { endpointSecretContext, jobCallbackSecretContext, signatureHeaders } from "./signing";
@@ -301,6 +301,7 @@ export class DeliveryWorker {
         return { ok: true, url: endpoint.url, secret };
       } catch (error) {
         if (error instanceof IntegrityError) return { ok: false, url: endpoint.url, reason: `${unopenable} Set a new one with /v1/webhooks/update.` };
+        if (error instanceof VaultUnavailableError) return { ok: false, url: endpoint.url, reason: error.clientMessage };
         throw error;
       }
     }
@@ -311,6 +312,7 @@ export class DeliveryWorker {
       return { ok: true, url: delivery.url, secret };
     } catch (error) {
       if (error instanceof IntegrityError) return { ok: false, url: delivery.url, reason: unopenable };
+      if (error instanceof VaultUnavailableError) return { ok: false, url: delivery.url, reason: error.clientMessage };
       throw error;
     }
   }

@@ -230,6 +230,27 @@ describe("master key checks", () => {
     await expect(appOn(dbPath, oldKey.bytes)).rejects.toThrow(toMasterKey(newKey.bytes).id);
   });
 
+  test("a server given the new key and the previous one before rotate-key runs wraps new tenant keys with the database's current key", async () => {
+    const dir = tempDir();
+    cleanups.push(() => dir.remove());
+    const dbPath = join(dir.path, "u.db");
+    const oldKey = newMasterKey();
+    const newKey = newMasterKey();
+    await (await appOn(dbPath, oldKey.bytes)).close();
+    // Started with both keys, ahead of the rotation: the database still names the old key as current.
+    const both = await appOn(dbPath, newKey.bytes, oldKey.bytes);
+    const tenant = await createTenant(both.store.db, systemClock, randomId, "acme");
+    const { key } = await createApiKey(both.store.db, systemClock, randomId, tenant.id);
+    expect((await both.call("/v1/credentials/create", key, { name: "token", value: "made-before-rotation-1" })).status).toBe(200);
+    const row = await both.store.db.selectFrom("tenant_keys").select("master_key_id").where("tenant_id", "=", tenant.id).executeTakeFirstOrThrow();
+    expect(row.master_key_id).toBe(toMasterKey(oldKey.bytes).id);
+    expect(await both.store.vault.rotate(both.store.db)).toEqual({ rewrapped: 1, alreadyCurrent: 0 });
+    await both.close();
+    const after = await appOn(dbPath, newKey.bytes);
+    cleanups.push(() => after.close());
+    expect((await after.call("/v1/credentials/get", key, { name: "token" })).body.value).toBe("made-before-rotation-1");
+  });
+
   test("a tenant key still wrapped by a key the process lacks stops start-up with the way out", async () => {
     const dir = tempDir();
     cleanups.push(() => dir.remove());

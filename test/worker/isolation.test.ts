@@ -3,7 +3,7 @@ import { cpSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { newMasterKey } from "../helpers";
 import { call, waitForJob, type ServeDeployment } from "../e2e/serve-child";
-import { bwrapAssertionsApply } from "../bwrap";
+import { bwrapAssertionsApply, bwrapUsable } from "../bwrap";
 import { WORKER_WORKFLOWS, workerScope } from "./process-tree";
 
 // What a handler sees of the server from inside its worker process, asked
@@ -25,12 +25,12 @@ function keyFileIn(dir: string): { path: string; text: string } {
   return { path, text: key.text };
 }
 
-async function probe(deployment: ServeDeployment, params: { dbPath: string; keyFile?: string; withServerPid: boolean }) {
+async function probe(deployment: ServeDeployment, params: { dbPath: string; keyFile?: string; withServerPid: boolean; scanProc?: boolean }) {
   const key = await deployment.addTenant("acme");
   const server = await scope.start(deployment);
   const created = await call(server, key, "/v1/jobs/create", {
     workflow: "isolation-probe",
-    params: { dbPath: params.dbPath, keyFile: params.keyFile, serverPid: params.withServerPid ? server.child.pid : undefined },
+    params: { dbPath: params.dbPath, keyFile: params.keyFile, serverPid: params.withServerPid ? server.child.pid : undefined, scanProc: params.scanProc },
   });
   expect(created.status).toBe(200);
   const job = await waitForJob(server, key, created.body.job_id, { timeoutMs: 20_000 });
@@ -94,6 +94,29 @@ describe("a handler in a worker process (serve's default isolation)", () => {
       expect(["ENOENT", "EACCES"]).toContain(result.db.error);
       // The key file is /dev/null there: it cannot be opened (EACCES here), or reads as nothing.
       expect(result.keyFile.ok ?? "").toBe("");
+    }
+  }, 30_000);
+
+  test("with the master key inline in the server's environment, it is in no /proc/*/environ the handler can read: its own, the server's, any", async () => {
+    // Issue 9, item 3: workflow code read the key from /proc/self/environ when
+    // handlers ran in the server process. The server deletes the variable
+    // from process.env, but the process's original environment block keeps it.
+    const deployment = scope.deployment();
+    const masterKey = deployment.env.UNDERSTUDY_MASTER_KEY!;
+    const { server, result } = await probe(deployment, { dbPath: deployment.dbPath, withServerPid: true, scanProc: true });
+
+    expectCleanEnvironment(result, masterKey);
+    const environs = result.procEnvirons as Record<string, string>;
+    expect(Object.keys(environs).length).toBeGreaterThan(0); // at least its own
+    // Without bubblewrap only a non-dumpable server guards its environ, and root reads past that.
+    if (bwrapUsable().usable || process.getuid?.() !== 0) {
+      expect(JSON.stringify(environs).includes(masterKey)).toBe(false);
+      expect(result.serverEnviron.error).toEqual(expect.any(String));
+    }
+    if (bwrapAssertionsApply("no /proc/<pid>/environ of the server in the worker's view")) {
+      expect(server.stdout()).toContain("sandboxed with bubblewrap");
+      expect(Object.keys(environs)).not.toContain(String(server.child.pid));
+      expect(JSON.stringify(result).includes(masterKey)).toBe(false);
     }
   }, 30_000);
 
