@@ -9,8 +9,8 @@ import { brotliCompress, brotliCompressSync, constants, deflate, deflateSync, gz
  * when the client accepts it and the body is large enough to gain from it.
  * Whole bodies are compressed in one go, not streamed: every body is already
  * in memory, and a length known up front keeps HEAD and keep-alive simple.
- * node:zlib, not CompressionStream, because Bun and Node both have it and
- * its brotli takes a quality.
+ * node:zlib (in Bun and Node alike), not CompressionStream: it has a sync
+ * form for small bodies, and brotli with a quality.
  */
 
 /** Bodies under this many bytes go out as they are: a few hundred bytes gain little and still cost a compressor. */
@@ -53,14 +53,14 @@ function chooseEncoding(c: Context): Encoding | undefined {
   return chosen === "identity" ? undefined : (chosen as Encoding);
 }
 
-export interface ResponseInit {
+export interface SendInit {
   status?: number;
   contentType: string;
   headers?: Record<string, string>;
 }
 
 /** A text body (JSON, Prometheus text), compressed as the client accepts. */
-export async function sendText(c: Context, body: string, init: ResponseInit): Promise<Response> {
+export async function sendText(c: Context, body: string, init: SendInit): Promise<Response> {
   const headers = new Headers(init.headers);
   headers.set("content-type", init.contentType);
   const size = Buffer.byteLength(body);
@@ -81,7 +81,7 @@ export async function sendText(c: Context, body: string, init: ResponseInit): Pr
   return new Response(compressed, { status: init.status ?? 200, headers });
 }
 
-export function sendJson(c: Context, value: unknown, init: Omit<ResponseInit, "contentType"> = {}): Promise<Response> {
+export function sendJson(c: Context, value: unknown, init: Omit<SendInit, "contentType"> = {}): Promise<Response> {
   return sendText(c, JSON.stringify(value), { ...init, contentType: "application/json" });
 }
 
