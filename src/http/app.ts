@@ -13,10 +13,11 @@ import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/regis
 import { mountMetrics } from "../metrics/routes";
 import { VERSION } from "../version";
 import { authenticate } from "./auth";
-import { errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
+import { ConnectionClosed, errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
 import { refuseNearMissFields } from "./near-miss";
 import { buildOpenApi } from "./openapi";
 import { RateLimiter } from "./rate-limit";
+import { fixedBody, sendJson } from "./respond";
 import { unservedMessage } from "./unserved";
 import type { AppDeps, Caller, RouteDef } from "./route";
 
@@ -35,22 +36,24 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
   const app = new Hono();
   const byPath = new Map<string, RouteDef>(routes.map((r) => [r.path, r]));
   const limiter = new RateLimiter(deps.config.rateLimit, deps.nowMs);
-  const openapi = JSON.stringify(buildOpenApi(routes, VERSION));
+  const openapi = fixedBody(JSON.stringify(buildOpenApi(routes, VERSION)), "application/json");
 
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/healthz", (c) => sendJson(c, { status: "ok" }));
   app.get("/readyz", async (c) => {
     let stale: VaultUnavailableError | undefined;
     try {
       await sql`SELECT 1`.execute(deps.db);
       stale = await deps.vault.staleMasterKey(deps.db);
     } catch {
-      return c.json({ status: "unavailable", message: "The database is not reachable." }, 503);
+      return sendJson(c, { status: "unavailable", message: "The database is not reachable." }, { status: 503 });
     }
-    if (stale) return c.json({ status: "unavailable", master_key_id: deps.vault.keyId, message: stale.message }, 503);
-    return c.json({ status: "ready", master_key_id: deps.vault.keyId });
+    if (stale) return sendJson(c, { status: "unavailable", master_key_id: deps.vault.keyId, message: stale.message }, { status: 503 });
+    return sendJson(c, { status: "ready", master_key_id: deps.vault.keyId });
   });
-  app.get("/v1/openapi.json", (c) => c.body(openapi, 200, { "content-type": "application/json" }));
+  app.get("/v1/openapi.json", openapi);
   mountMetrics(app, deps.db);
+  // Hono answers HEAD with the GET handler; every other method on these paths is a 405.
+  const getPaths = new Set(app.routes.filter((r) => r.method === "GET").map((r) => r.path));
 
   app.all("*", async (c) => {
     const started = performance.now();
@@ -72,20 +75,25 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
         body = parseBody(await readBody(c.req.raw, limit));
         enveloped = body.enveloped;
       } catch (error) {
+        // Nobody is left to answer: no refusal of any kind applies.
+        if (error instanceof ConnectionClosed) throw error;
         bodyError = error;
       }
     };
     try {
       const route = byPath.get(c.req.path);
-      if (!route || c.req.method !== "POST") {
+      if (!route) {
         await settleBody();
+        if (getPaths.has(c.req.path)) throw methodNotAllowed(c.req.method, c.req.path, ["GET", "HEAD"]);
         throw new AppError(
           "NOT_FOUND",
-          route
-            ? `No route ${c.req.method} ${c.req.path}. This route takes POST with a JSON body.`
-            : (unservedMessage(c.req.method, c.req.path) ??
-                `No route ${c.req.method} ${c.req.path}. API routes are POST /v1/<namespace>/<procedure>; see /v1/openapi.json.`),
+          unservedMessage(c.req.method, c.req.path) ??
+            `No route ${c.req.method} ${c.req.path}. API routes are POST /v1/<namespace>/<procedure>; see /v1/openapi.json.`,
         );
+      }
+      if (c.req.method !== "POST") {
+        await settleBody();
+        throw methodNotAllowed(c.req.method, c.req.path, ["POST"]);
       }
       // A missing, unknown or revoked key is refused before the body counts for anything.
       try {
@@ -109,11 +117,18 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
       if (!parsed.success) throw validationError(parsed.error);
       const output = await route.handler({ deps, caller, requestId }, parsed.data);
       status = 200;
-      response = c.json(wrap(enveloped, output) as object, 200);
+      response = await sendJson(c, wrap(enveloped, output));
     } catch (thrown) {
-      const error = toAppError(thrown, deps, requestId);
-      status = error.status;
-      response = c.json(wrap(enveloped, errorBody(error)) as object, error.status as 400, error.headers);
+      if (thrown instanceof ConnectionClosed) {
+        // 499 (nginx's "client closed request"): counted and logged as the
+        // client's doing, never as a 500. The answer reaches no one.
+        status = 499;
+        response = new Response(null, { status });
+      } else {
+        const error = toAppError(thrown, deps, requestId);
+        status = error.status;
+        response = await sendJson(c, wrap(enveloped, errorBody(error)), { status: error.status, headers: error.headers });
+      }
     }
     // The route label is the route table's path or "unmatched", never the raw path: bounded cardinality.
     const routeLabel = byPath.has(c.req.path) ? c.req.path : "unmatched";
@@ -134,6 +149,14 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
   });
 
   return app;
+}
+
+function methodNotAllowed(method: string, path: string, allowed: readonly string[]): AppError {
+  const takes = allowed[0] === "POST" ? "takes POST with a JSON body" : "takes GET (or HEAD)";
+  return new AppError("METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}: this route ${takes}.`, {
+    headers: { allow: allowed.join(", ") },
+    data: { allow: [...allowed] },
+  });
 }
 
 function validationError(error: z.ZodError): AppError {

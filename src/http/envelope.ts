@@ -9,6 +9,19 @@ export interface ParsedBody {
 }
 
 /**
+ * The connection ended before the request body was read: the client went
+ * away mid-body (or, under Bun, the runtime refused its chunked framing with
+ * a 400 of its own and closed). Nobody is left to answer; it is counted as
+ * 499 and is not a server error.
+ */
+export class ConnectionClosed extends Error {
+  constructor() {
+    super("The connection closed before the request body was read.");
+    this.name = "ConnectionClosed";
+  }
+}
+
+/**
  * Reads the body up to `limit` bytes; 413 past it, checked against
  * Content-Length first so an oversized body is not read at all.
  */
@@ -20,15 +33,21 @@ export async function readBody(request: Request, limit: number): Promise<string>
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > limit) throw tooLarge();
   if (!request.body) return "";
+  // Reading fails only when the connection does: Bun throws an AbortError,
+  // Node an "aborted" ECONNRESET. Either way it is the client's doing.
+  const fromConnection = <T>(read: Promise<T>): Promise<T> =>
+    read.catch(() => {
+      throw new ConnectionClosed();
+    });
   // With a Content-Length the framing bounds the body: read it whole (a
   // stream reader costs ~20 us a request, measured). Without one (chunked),
   // count as it arrives and stop past the limit.
-  if (declared !== null) return request.text();
+  if (declared !== null) return fromConnection(request.text());
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await fromConnection(reader.read());
     if (done) break;
     total += value.byteLength;
     if (total > limit) {

@@ -1,4 +1,5 @@
 import type { Hono } from "hono";
+import { sendText } from "../http/respond";
 import type { Db } from "../store/database";
 import { COMMIT, VERSION } from "../version";
 import { Gauge, metrics, PROMETHEUS_CONTENT_TYPE } from "./registry";
@@ -29,6 +30,6 @@ export function mountMetrics(app: Hono, db: Db): void {
       new Gauge("understudy_build_info", "The version and commit of this build; always 1.", () => [{ labels: { version: VERSION, commit: COMMIT }, value: 1 }]),
       new Gauge("process_resident_memory_bytes", "Resident memory size in bytes.", () => [{ value: process.memoryUsage().rss }]),
     ];
-    return c.body(await metrics.render(scrape), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+    return sendText(c, await metrics.render(scrape), { contentType: PROMETHEUS_CONTENT_TYPE });
   });
 }

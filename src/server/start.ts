@@ -216,7 +216,7 @@ export async function startServer(
     nowMs: options.nowMs,
   };
   const app = createApp(deps);
-  const listening = await listen(app, { ...config.listen, maxBodyBytes: Math.max(config.maxBodyBytes, config.deployments.maxBodyBytes) });
+  const listening = await listen(app, { ...config.listen, log });
   if (!options.runnerPaused) runner.start();
   await deployments.resumeInterrupted();
   deliveries.start();

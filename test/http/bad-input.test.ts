@@ -231,17 +231,20 @@ for (const route of apiRoutes) {
       );
     });
 
-    test("404 for methods other than POST, in the request's form", async () => {
+    test("405 with Allow: POST for methods other than POST, in the request's form", async () => {
       await eachCase(
-        ["GET", "PUT", "PATCH", "DELETE"],
+        ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"],
         (method) => method,
         async (method) => {
-          const valid = method === "GET" ? undefined : await fixture.valid({ server });
+          const valid = method === "GET" || method === "OPTIONS" ? undefined : await fixture.valid({ server });
           await expectNoChange(async () => {
-            const error = expectError(await sendRequest(server, method, route.path, { body: valid }), 404, "NOT_FOUND", false);
+            const response = await sendRequest(server, method, route.path, { body: valid });
+            const error = expectError(response, 405, "METHOD_NOT_ALLOWED", false);
+            expect(response.headers.get("allow")).toBe("POST");
             expect(error.message).toContain("POST");
+            expect(error.data).toEqual({ allow: ["POST"] });
             if (valid !== undefined) {
-              expectError(await sendRequest(server, method, route.path, { body: envelop(valid) }), 404, "NOT_FOUND", true);
+              expectError(await sendRequest(server, method, route.path, { body: envelop(valid) }), 405, "METHOD_NOT_ALLOWED", true);
             }
           });
         },

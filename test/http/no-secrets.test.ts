@@ -72,7 +72,7 @@ beforeAll(async () => {
   await call("/v1/credentials/get", { name: "password" }, server.keys.beta); // 404 for another tenant
   await call("/v1/credentials/get", { name: "password" }, revokedKey); // 401
   await call("/v1/credentials/delete", { id: createdId }, server.keys.beta); // 404
-  responses.push({ path: "/v1/credentials/list", response: await sendRequest(server, "GET", "/v1/credentials/list") }); // 404 (not POST)
+  responses.push({ path: "/v1/credentials/list", response: await sendRequest(server, "GET", "/v1/credentials/list") }); // 405 (not POST)
   await call("/v1/no/such-route", { value: secret("unknown_route") }); // 404
 });
 afterAll(async () => server.close());
@@ -98,7 +98,7 @@ function expectNoNeedle(haystack: string, where: string) {
 describe("no secret leaks", () => {
   test("the run produced every kind of error response", () => {
     const statuses = new Set(responses.map((r) => r.response.status));
-    for (const status of [200, 400, 401, 404, 409, 413]) expect(statuses).toContain(status);
+    for (const status of [200, 400, 401, 404, 405, 409, 413]) expect(statuses).toContain(status);
     expect(secrets.length).toBeGreaterThan(20);
   });
 
@@ -157,10 +157,10 @@ describe("the request log", () => {
       if (!line) throw new Error(`no request log line for ${path} (${requestId})`);
       expect(line.path).toBe(path);
       expect(line.status).toBe(response.status);
-      // Refused before the key is resolved: unknown route or method, or the key itself.
+      // Refused before the key is resolved: unknown route, wrong method, or the key itself.
       // (A body over the limit is refused after the key, so its line names the tenant.)
       const refusedBeforeAuth =
-        response.status === 401 || (response.status === 404 && line.method !== "POST") || path === "/v1/no/such-route";
+        response.status === 401 || response.status === 405 || path === "/v1/no/such-route";
       expect({ path, status: response.status, tenant_id: line.tenant_id }).toEqual({
         path,
         status: response.status,
