@@ -29,8 +29,8 @@ export interface ExecuteOptions {
   browser: BrowserOptions;
   /** Aborted from outside (cancel, shutdown); the reason is a StopReason. */
   stop?: AbortSignal;
-  /** Receives each log line, already redacted. */
-  log(level: LogLevel, message: string): void;
+  /** Receives each log line, already redacted; heldMs is how long redaction held it (its timestamp is that much earlier). */
+  log(level: LogLevel, message: string, heldMs?: number): void;
   /** Called when the handler starts (after input validation), for start-delay measurements. */
   onHandlerStart?(): void;
 }
@@ -72,7 +72,7 @@ function captureConsole() {
 export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteOutcome> {
   captureConsole();
   const redactor = new Redactor(options.secrets);
-  const buffer = new LogRedactionBuffer(redactor, (level, message) => options.log(level, message));
+  const buffer = new LogRedactionBuffer(redactor, (level, message, heldMs) => options.log(level, message, heldMs));
   const write = (level: LogLevel, message: string) => buffer.push(level, message);
   const abort = new AbortController();
   const browser = createLazyBrowser(options.browser, abort.signal);

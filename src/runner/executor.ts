@@ -49,8 +49,8 @@ export interface JobRun {
   browser: BrowserOptions;
   /** Aborted from outside (cancel, shutdown); the reason is a StopReason. */
   stop: AbortSignal;
-  /** Receives each log line, already redacted. */
-  log(level: LogLevel, message: string): void;
+  /** Receives each log line, already redacted; heldMs is how long redaction held it (its timestamp is that much earlier). */
+  log(level: LogLevel, message: string, heldMs?: number): void;
   onHandlerStart?(): void;
 }
 

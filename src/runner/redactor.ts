@@ -141,6 +141,8 @@ interface HeldWrite {
   /** Characters of its stream up to its end, and its number in the stream. */
   endsAt: number;
   index: number;
+  /** performance.now() when it was written: a held line keeps the time it was written at. */
+  writtenAt: number;
 }
 
 interface StreamState {
@@ -180,21 +182,22 @@ export class LogRedactionBuffer {
 
   constructor(
     private readonly redactor: Redactor,
-    private readonly emit: (level: Level, message: string) => void,
+    /** heldMs: how long the line was held, so that its timestamp can be the time it was written. */
+    private readonly emit: (level: Level, message: string, heldMs: number) => void,
     private readonly holdMs = 250,
   ) {}
 
   /** A write of `stream` (what the job wrote with console.* and ctx.log, or to stdout or stderr). */
   push(level: Level, message: string, stream = "log"): void {
     if (!this.redactor.active) {
-      this.emit(level, message);
+      this.emit(level, message, 0);
       return;
     }
     let state = this.#streams.get(stream);
     if (!state) this.#streams.set(stream, (state = { held: [], length: 0, count: 0 }));
     state.length += message.length;
     state.count++;
-    const write: HeldWrite = { level, text: message, stream, carried: [], endsAt: state.length, index: state.count };
+    const write: HeldWrite = { level, text: message, stream, carried: [], endsAt: state.length, index: state.count, writtenAt: performance.now() };
     this.#redactWith(state.held, write);
     state.held.push(write);
     this.#queue.push(write);
@@ -231,7 +234,8 @@ export class LogRedactionBuffer {
   }
 
   #emitWrite(write: HeldWrite): void {
-    this.emit(write.level, write.carried.length === 0 ? write.text : replaceSpans(write.text, write.carried));
+    const heldMs = Math.max(0, performance.now() - write.writtenAt);
+    this.emit(write.level, write.carried.length === 0 ? write.text : replaceSpans(write.text, write.carried), heldMs);
   }
 
   /** Finds the forms in `write`, and those across its boundary with the held writes before it. */

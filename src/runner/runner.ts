@@ -340,7 +340,7 @@ export class Runner {
         chromiumPath: config.chromiumPath,
       },
       stop: abort.signal,
-      log: (level, message) => logs.push(level, message),
+      log: (level, message, heldMs) => logs.push(level, message, heldMs),
       onHandlerStart: () => this.onHandlerStart?.(row.id),
     });
   }
@@ -393,7 +393,8 @@ class JobLogWriter {
     private readonly clock: Clock,
   ) {}
 
-  push(level: LogLevel, message: string) {
+  /** heldMs: how long the line waited in the redactor; its timestamp is when the job wrote it. */
+  push(level: LogLevel, message: string, heldMs = 0) {
     // A handler left behind after its job ended (it ignored its signal) writes nowhere.
     if (this.#closed) return;
     this.#pending.push({
@@ -402,7 +403,7 @@ class JobLogWriter {
       workflow: this.row.workflow,
       level,
       message,
-      timestamp: this.clock.now().toISOString(),
+      timestamp: new Date(this.clock.now().getTime() - Math.round(heldMs)).toISOString(),
     });
     if (!this.#scheduled) {
       this.#scheduled = true;
