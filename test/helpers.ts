@@ -123,19 +123,7 @@ export async function startTestServer(
       const key = opts.key === undefined ? keys.alpha : opts.key;
       const headers: Record<string, string> = { "content-type": "application/json", ...opts.headers };
       if (key !== null) headers["x-api-key"] = key;
-      const response = await fetch(server.url + path, {
-        method: "POST",
-        headers,
-        body: typeof body === "string" ? body : JSON.stringify(body),
-      });
-      const text = await response.text();
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      return { status: response.status, headers: response.headers, body: parsed, text };
+      return postTo(server.url + path, headers, body);
     },
     async close() {
       await server.close();
@@ -295,17 +283,7 @@ export async function serveDatabaseFile(
     url: server.url,
     db: store.db,
     logs: log.lines,
-    async post(path, key, body) {
-      const response = await fetch(server.url + path, { method: "POST", headers: { "content-type": "application/json", "x-api-key": key }, body: JSON.stringify(body) });
-      const text = await response.text();
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      return { status: response.status, headers: response.headers, body: parsed, text };
-    },
+    post: (path, key, body) => postTo(server.url + path, { "content-type": "application/json", "x-api-key": key }, body),
     close: () => server.close(),
   };
 }
@@ -329,4 +307,17 @@ export function editDatabaseFile(dbPath: string, statements: readonly string[]):
   } finally {
     raw.close();
   }
+}
+
+/** A POST of `body` (JSON unless already a string); the answer's body parsed when it is JSON. */
+async function postTo(url: string, headers: Record<string, string>, body: unknown): Promise<TestResponse> {
+  const response = await fetch(url, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) });
+  const text = await response.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: response.status, headers: response.headers, body: parsed, text };
 }

@@ -40,25 +40,7 @@ const portOf = (url: string) => Number(new URL(url).port);
  * with the socket (e.g. to destroy it mid-body).
  */
 export function rawRequest(url: string, request: string | Buffer, options: { waitMs?: number; then?: (socket: Socket) => void } = {}): Promise<RawAnswer> {
-  return new Promise((resolve) => {
-    const socket = connect(portOf(url), "127.0.0.1");
-    const chunks: Buffer[] = [];
-    let settled = false;
-    const finish = (closed: boolean) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(parse(Buffer.concat(chunks), closed));
-    };
-    const timer = setTimeout(() => finish(false), options.waitMs ?? 3000);
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
-    socket.on("close", () => finish(true));
-    // A reset after the answer (the server closing on unread input) still ends the exchange.
-    socket.on("error", () => finish(true));
-    socket.write(request);
-    options.then?.(socket);
-  });
+  return exchange(url, request, options.waitMs ?? 3000, () => false, options.then);
 }
 
 /**
@@ -69,6 +51,11 @@ export function rawRequest(url: string, request: string | Buffer, options: { wai
  * reset the connection before the answer is read.
  */
 export function rawAnswer(url: string, request: string | Buffer, options: { waitMs?: number } = {}): Promise<RawAnswer> {
+  return exchange(url, request, options.waitMs ?? 5000, (answer) => answer.raw.includes("\r\n\r\n") && answer.body.length >= Number(answer.headers["content-length"] ?? 0));
+}
+
+/** One connection: writes `request`, collects until `complete` says so (closed: false), the server closes, or `waitMs` passes. */
+function exchange(url: string, request: string | Buffer, waitMs: number, complete: (answer: RawAnswer) => boolean, then?: (socket: Socket) => void): Promise<RawAnswer> {
   return new Promise((resolve) => {
     const socket = connect(portOf(url), "127.0.0.1");
     const chunks: Buffer[] = [];
@@ -80,15 +67,16 @@ export function rawAnswer(url: string, request: string | Buffer, options: { wait
       socket.destroy();
       resolve(parse(Buffer.concat(chunks), closed));
     };
-    const timer = setTimeout(() => finish(false), options.waitMs ?? 5000);
+    const timer = setTimeout(() => finish(false), waitMs);
     socket.on("data", (chunk: Buffer) => {
       chunks.push(chunk);
-      const answer = parse(Buffer.concat(chunks), false);
-      if (answer.raw.includes("\r\n\r\n") && answer.body.length >= Number(answer.headers["content-length"] ?? 0)) finish(false);
+      if (complete(parse(Buffer.concat(chunks), false))) finish(false);
     });
     socket.on("close", () => finish(true));
+    // A reset after the answer (the server closing on unread input) still ends the exchange.
     socket.on("error", () => finish(true));
     socket.write(request);
+    then?.(socket);
   });
 }
 

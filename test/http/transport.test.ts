@@ -15,12 +15,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Subprocess } from "bun";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { buildAll, ROOT } from "../../scripts/build";
 import { startTestServer, type TestServer } from "../helpers";
+import { freePort } from "../process-helpers";
 import { rawAnswer, rawGet, rawHead, rawRequest, type RawAnswer } from "./raw";
 
 /** Both servers: deploy uploads limited to 1000 bytes, so the largest body limit is UNDERSTUDY_MAX_BODY_BYTES (1 MiB). */
@@ -232,15 +232,3 @@ describe("under Node (node understudy.mjs serve)", () => {
   transportSuite("node", () => target);
 });
 
-/** A port that was free a moment ago (serve takes a fixed port, not 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      probe.close(() => (port ? resolve(port) : reject(new Error("no port assigned"))));
-    });
-  });
-}
