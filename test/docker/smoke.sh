@@ -168,14 +168,21 @@ ok "keygen in a throwaway container"
 docker volume create "$VOLUME" >/dev/null || fail "volume" "docker volume create failed"
 C1="$RUN_ID-1"
 CONTAINERS+=("$C1")
-docker run -d --name "$C1" \
-  -e "UNDERSTUDY_MASTER_KEY=$MASTER_KEY" \
-  -v "$VOLUME:/data" \
-  -v "$WORK/workflows:/workflows:ro" \
-  -v "$ROOT/test/docker/pages:/smoke-pages:ro" \
-  -p 127.0.0.1::8787 \
-  --health-interval 2s --health-start-period 30s \
-  "$IMAGE" >/dev/null || fail "docker run" "could not start the container"
+# The app container: the key, the volume, the workflows and pages, a random
+# 127.0.0.1 port, a 2 s healthcheck; extra docker run options first.
+run_app() {
+  local name=$1
+  shift
+  docker run -d --name "$name" "$@" \
+    -e "UNDERSTUDY_MASTER_KEY=$MASTER_KEY" \
+    -v "$VOLUME:/data" \
+    -v "$WORK/workflows:/workflows:ro" \
+    -v "$ROOT/test/docker/pages:/smoke-pages:ro" \
+    -p 127.0.0.1::8787 \
+    --health-interval 2s --health-start-period 30s \
+    "$IMAGE" >/dev/null
+}
+run_app "$C1" || fail "docker run" "could not start the container"
 why=$(wait_healthy "$C1") || fail "container turns healthy (HEALTHCHECK: understudy healthcheck)" "$why" "$C1"
 ok "container turns healthy (HEALTHCHECK: understudy healthcheck)"
 
@@ -273,14 +280,7 @@ stop_gracefully "$C2" "docker stop of the second container is graceful"
 # A read-only root filesystem: /data is the volume, /tmp a tmpfs.
 C3="$RUN_ID-3"
 CONTAINERS+=("$C3")
-docker run -d --name "$C3" --read-only --tmpfs /tmp \
-  -e "UNDERSTUDY_MASTER_KEY=$MASTER_KEY" \
-  -v "$VOLUME:/data" \
-  -v "$WORK/workflows:/workflows:ro" \
-  -v "$ROOT/test/docker/pages:/smoke-pages:ro" \
-  -p 127.0.0.1::8787 \
-  --health-interval 2s --health-start-period 30s \
-  "$IMAGE" >/dev/null || fail "docker run --read-only --tmpfs /tmp" "could not start the container"
+run_app "$C3" --read-only --tmpfs /tmp || fail "docker run --read-only --tmpfs /tmp" "could not start the container"
 why=$(wait_healthy "$C3") || fail "healthy with --read-only --tmpfs /tmp" "$why" "$C3"
 if [ "$WITH_CHROMIUM" = 1 ]; then
   out=$(api "$C3" jobs/create '{"workflow":"portal-login","params":{"loginUrl":"file:///smoke-pages/login.html"}}')
