@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, chownSync, mkdirSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, linkSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { newMasterKey, tempDir } from "../helpers";
 
@@ -9,7 +9,8 @@ import { newMasterKey, tempDir } from "../helpers";
 // the message, instead of a bare EROFS/EACCES (issue 9, items 14 and 15).
 //
 // Permission bits do not stop root, so as root the command runs as an
-// unprivileged uid (setpriv); where that is not possible the tests are skipped.
+// unprivileged uid (setpriv); where that is not possible the tests are skipped
+// (.ci/run runs as root with setpriv: they run there).
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
 const NOBODY = 65534;
@@ -43,7 +44,7 @@ function layout() {
 }
 
 async function run(args: string[], env: Record<string, string>, cwd: string) {
-  const child = Bun.spawn([...prefix, process.execPath, MAIN, ...args], {
+  const child = Bun.spawn([...prefix, ...command, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
     stdout: "pipe",
@@ -55,14 +56,37 @@ async function run(args: string[], env: Record<string, string>, cwd: string) {
   return { code, stdout, stderr };
 }
 
-/** Whether this machine can run the CLI as another uid (root with setpriv, and the checkout readable to it). */
-function canRunUnprivileged(): boolean {
-  if (!isRoot) return true;
-  if (!Bun.which("setpriv")) return false;
-  const probe = Bun.spawnSync([...prefix, process.execPath, MAIN, "version"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: "/tmp" }, cwd: "/tmp" });
-  return probe.exitCode === 0;
+const probe = (argv: string[]) =>
+  Bun.spawnSync([...prefix, ...argv, "version"], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: "/tmp" }, cwd: "/tmp" }).exitCode === 0;
+
+/**
+ * How to run the CLI as another uid: from the checkout when that uid can read
+ * it; else (a checkout in a 0700 directory, as CI's clean clone is) from a
+ * bundle of src/main.ts and a link to this Bun, in a directory it can read.
+ * Undefined when this machine cannot run it as another uid (not root's
+ * setpriv).
+ */
+async function unprivilegedCommand(): Promise<string[] | undefined> {
+  if (!isRoot) return [process.execPath, MAIN];
+  if (!Bun.which("setpriv")) return undefined;
+  if (probe([process.execPath, MAIN])) return [process.execPath, MAIN];
+  const dir = tempDir("understudy-start-checks-cli-");
+  dirs.push(dir);
+  chmodSync(dir.path, 0o755);
+  const built = await Bun.build({ entrypoints: [MAIN], target: "bun", outdir: dir.path, external: ["better-sqlite3", "playwright-core"] });
+  if (!built.success) return undefined;
+  const bun = join(dir.path, "bun");
+  try {
+    linkSync(process.execPath, bun);
+  } catch {
+    copyFileSync(process.execPath, bun);
+    chmodSync(bun, 0o755);
+  }
+  const argv = [bun, join(dir.path, "main.js")];
+  return probe(argv) ? argv : undefined;
 }
-const unprivileged = canRunUnprivileged();
+const command = (await unprivilegedCommand()) ?? [];
+const unprivileged = command.length > 0;
 if (!unprivileged) console.info("start-checks: skipped, cannot run the CLI as an unprivileged uid here (root without setpriv, or a checkout it cannot read)");
 
 describe("a data directory this user cannot write", () => {
