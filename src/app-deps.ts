@@ -3,6 +3,7 @@ import type { Config } from "./config";
 import type { Deployments } from "./deployments/service";
 import type { JobEndHook } from "./jobs/lifecycle";
 import type { Logger } from "./log";
+import type { BrowserSessions } from "./sessions/service";
 import type { Db } from "./store/database";
 import type { Vault } from "./vault/vault";
 import type { WorkflowCatalog } from "./workflows/catalog";
@@ -38,6 +39,8 @@ export interface AppDeps {
   /** Run inside the transaction that ends each job (webhooks, schedules). */
   jobEndHooks: readonly JobEndHook[];
   webhooks: WebhookHandle;
+  /** Remote browser sessions (/v1/sessions/*). */
+  sessions: BrowserSessions;
   clock: Clock;
   newId: IdSource;
   log: Logger;

@@ -76,6 +76,15 @@ export interface Config {
     /** How often the scheduler looks for due schedules. */
     readonly tickMs: number;
   };
+  /** Remote browser sessions (/v1/sessions/*). */
+  readonly sessions: {
+    /** A session without CDP traffic for this long is closed. */
+    readonly idleMs: number;
+    /** Open sessions one tenant may have at once. */
+    readonly perTenant: number;
+    /** Open sessions over all tenants (each is a Chromium of its own). */
+    readonly max: number;
+  };
 }
 
 /** The variables Understudy reads, with their defaults, for `--help` and the README. */
@@ -112,6 +121,9 @@ export const ENVIRONMENT = {
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: "15000",
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: "0,5000,300000,1800000,7200000,18000000,36000000,36000000",
   UNDERSTUDY_SCHEDULER_TICK_MS: "1000",
+  UNDERSTUDY_SESSION_IDLE_MS: "300000",
+  UNDERSTUDY_SESSIONS_PER_TENANT: "2",
+  UNDERSTUDY_MAX_SESSIONS: "4",
 } as const;
 
 const positiveInt = (what: string) =>
@@ -184,6 +196,9 @@ const envSchema = z.object({
     .transform((v) => v.split(",").map(Number))
     .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
   UNDERSTUDY_SCHEDULER_TICK_MS: positiveInt("milliseconds").default(1000),
+  UNDERSTUDY_SESSION_IDLE_MS: positiveInt("milliseconds").default(300_000),
+  UNDERSTUDY_SESSIONS_PER_TENANT: positiveInt("sessions").default(2),
+  UNDERSTUDY_MAX_SESSIONS: positiveInt("sessions").default(4),
 });
 
 type Env = Record<string, string | undefined>;
@@ -257,6 +272,11 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       retryScheduleMs: Object.freeze(v.UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS),
     }),
     schedules: Object.freeze({ tickMs: v.UNDERSTUDY_SCHEDULER_TICK_MS }),
+    sessions: Object.freeze({
+      idleMs: v.UNDERSTUDY_SESSION_IDLE_MS,
+      perTenant: v.UNDERSTUDY_SESSIONS_PER_TENANT,
+      max: v.UNDERSTUDY_MAX_SESSIONS,
+    }),
   });
 }
 

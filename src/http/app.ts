@@ -5,6 +5,7 @@ import { credentialRoutes } from "../credentials/routes";
 import { deploymentRoutes } from "../deployments/routes";
 import { jobRoutes } from "../jobs/routes";
 import { scheduleRoutes } from "../schedules/routes";
+import { sessionRoutes } from "../sessions/routes";
 import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
 import { AppError } from "../errors";
@@ -29,6 +30,7 @@ export const apiRoutes: readonly RouteDef[] = [
   ...webhookRoutes,
   ...scheduleRoutes,
   ...deploymentRoutes,
+  ...sessionRoutes,
 ] as unknown as RouteDef[];
 
 /** Builds the Hono app. It never listens: tests, the binary and the Node entry all serve this. */
@@ -115,7 +117,7 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
       refuseNearMissFields(route.input, body.input);
       const parsed = route.input.safeParse(body.input);
       if (!parsed.success) throw validationError(parsed.error);
-      const output = await route.handler({ deps, caller, requestId }, parsed.data);
+      const output = await route.handler({ deps, caller, requestId, origin: requestOrigin(c.req.raw) }, parsed.data);
       status = 200;
       response = await sendJson(c, wrap(enveloped, output));
     } catch (thrown) {
@@ -149,6 +151,12 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
   });
 
   return app;
+}
+
+function requestOrigin(request: Request): string {
+  const url = new URL(request.url);
+  const proto = request.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
+  return proto === "https" ? `https://${url.host}` : url.origin;
 }
 
 function methodNotAllowed(method: string, path: string, allowed: readonly string[]): AppError {

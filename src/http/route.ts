@@ -9,6 +9,12 @@ export interface RouteContext {
   deps: AppDeps;
   caller: Caller;
   requestId: string;
+  /**
+   * The origin the client used to reach this server (scheme, host and port
+   * of its request; https when a proxy says X-Forwarded-Proto: https): URLs
+   * handed back point there.
+   */
+  origin: string;
 }
 
 /**

@@ -6,6 +6,27 @@ import { errorBody } from "../http/envelope";
 import type { Logger } from "../log";
 import { isBun } from "../runtime";
 
+/** A connection upgraded by a SocketGateway (Bun's ServerWebSocket has this shape). */
+export interface GatewaySocket<T> {
+  readonly data: T;
+  send(data: string | Uint8Array): unknown;
+  close(code?: number, reason?: string): void;
+}
+
+/**
+ * WebSocket paths answered beside the app (the app never sees them, so its
+ * request log and metrics never hold their paths): remote browser sessions'
+ * CDP sockets. Served under Bun only; under Node an upgrade is refused.
+ */
+export interface SocketGateway<T> {
+  owns(pathname: string): boolean;
+  /** A refusal (an HTTP answer), or what the upgraded socket carries. */
+  accept(request: Request, pathname: string): { refuse: Response } | { data: T };
+  open(socket: GatewaySocket<T>): void;
+  message(socket: GatewaySocket<T>, message: string | Uint8Array): void;
+  close(socket: GatewaySocket<T>): void;
+}
+
 export interface Listening {
   readonly url: string;
   readonly port: number;
@@ -41,7 +62,11 @@ export interface Listening {
  *   bytes (400 from 18 digits on). A slow client is closed without an answer
  *   after Bun's idle timeout (10 s).
  */
-export async function listen(app: Hono, options: { hostname: string; port: number; log: Logger }): Promise<Listening> {
+export async function listen(
+  app: Hono,
+  options: { hostname: string; port: number; log: Logger; sockets?: SocketGateway<any> },
+): Promise<Listening> {
+  const gateway = options.sockets;
   const host = (port: number) => {
     const h = options.hostname.includes(":") ? `[${options.hostname}]` : options.hostname;
     return `http://${h}:${port}`;
@@ -49,10 +74,29 @@ export async function listen(app: Hono, options: { hostname: string; port: numbe
   if (isBun) {
     let origin = host(options.port);
     const server = Bun.serve({
-      // An HTTP/1.0 request without Host reaches fetch with a relative URL,
-      // which the router cannot place: give it this server's origin.
-      fetch: (request: Request): Response | Promise<Response> =>
-        request.url.startsWith("/") ? app.fetch(new Request(origin + request.url, request)) : app.fetch(request),
+      fetch: (request: Request, server): Response | Promise<Response> | undefined => {
+        // An HTTP/1.0 request without Host reaches fetch with a relative URL,
+        // which the router cannot place: give it this server's origin.
+        const absolute = request.url.startsWith("/") ? new Request(origin + request.url, request) : request;
+        if (gateway) {
+          const pathname = new URL(absolute.url).pathname;
+          if (gateway.owns(pathname)) {
+            const verdict = gateway.accept(absolute, pathname);
+            if ("refuse" in verdict) return verdict.refuse;
+            if (server.upgrade(absolute, { data: verdict.data })) return undefined;
+            return jsonError(new AppError("BAD_REQUEST", "The WebSocket upgrade failed: send a valid WebSocket handshake."));
+          }
+        }
+        return app.fetch(absolute);
+      },
+      websocket: {
+        data: undefined as any,
+        open: (socket) => gateway?.open(socket),
+        message: (socket, message) => gateway?.message(socket, message),
+        close: (socket) => gateway?.close(socket),
+        // CDP messages carry screenshots and whole documents: Playwright's own limit.
+        maxPayloadLength: 256 * 1024 * 1024,
+      },
       hostname: options.hostname,
       port: options.port,
       maxRequestBodySize: Number.MAX_SAFE_INTEGER,
@@ -84,6 +128,13 @@ export async function listen(app: Hono, options: { hostname: string; port: numbe
     return handle(request, response);
   });
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Socket) => answerClientError(error, socket));
+  // WebSocket gateways are served under Bun only (see SocketGateway).
+  server.on("upgrade", (_request: IncomingMessage, socket: Socket) => {
+    const body = JSON.stringify(
+      errorBody(new AppError("SERVICE_UNAVAILABLE", "WebSockets (remote browser sessions) are served only when Understudy runs on Bun.")),
+    );
+    socket.end(`HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.hostname, () => {

@@ -16,7 +16,10 @@ import { Runner } from "../runner/runner";
 import { chooseSandbox } from "../runner/sandbox";
 import { WorkerExecutor, workerStarter } from "../runner/worker-executor";
 import { WorkerPool } from "../runner/worker-pool";
-import { selfReadablePaths } from "../runtime";
+import { isBun, selfReadablePaths } from "../runtime";
+import type { WrapCommand } from "../sessions/browser";
+import { cdpGateway } from "../sessions/cdp-proxy";
+import { BrowserSessions } from "../sessions/service";
 import { Scheduler, scheduleJobEndHook } from "../schedules/scheduler";
 import { DeliveryWorker, webhookJobEndHook } from "../webhooks/worker";
 import { Vault, type Keyring } from "../vault/vault";
@@ -81,10 +84,10 @@ function createExecutor(
   workflows: WorkflowRegistry,
   deploymentsDir: string,
   log: Logger,
-): { executor: JobExecutor; isolation: string } {
+): { executor: JobExecutor; isolation: string; wrap: WrapCommand } {
   if (config.workers.isolation === "none") {
     log.log("warn", "workflow handlers run inside the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none): only for a single trusted operator");
-    return { executor: new InProcessExecutor(), isolation: "in the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none)" };
+    return { executor: new InProcessExecutor(), isolation: "in the server process (UNDERSTUDY_WORKFLOW_ISOLATION=none)", wrap: (command) => [...command] };
   }
   removeStaleWorkerDirs();
   const workersRoot = mkdtempSync(join(tmpdir(), `${WORKERS_ROOT_PREFIX}${process.pid}-`));
@@ -114,6 +117,8 @@ function createExecutor(
   });
   const executor = new WorkerExecutor(pool);
   return {
+    // A remote session's browser is driven by its tenant: it gets the workers' sandbox.
+    wrap: (command, paths) => sandbox.wrap(command, paths),
     executor: {
       execute: (run) => executor.execute(run),
       discover: (...args) => executor.discover(...args),
@@ -166,7 +171,7 @@ export async function startServer(
   const jobEndHooks: JobEndHook[] = [];
   const deploymentsDir = resolve(config.deployments.dir ?? join(dirname(resolve(store.dbPath)), "deployments"));
   mkdirSync(deploymentsDir, { recursive: true, mode: 0o700 });
-  const { executor, isolation } = createExecutor(config, store, workflows, deploymentsDir, log);
+  const { executor, isolation, wrap } = createExecutor(config, store, workflows, deploymentsDir, log);
   const catalog = new WorkflowCatalog(workflows, deploymentsDir);
   const deployments = new Deployments({
     db: store.db,
@@ -200,6 +205,15 @@ export async function startServer(
   const scheduler = new Scheduler({ db: store.db, vault: store.vault, clock, newId, log, catalog, runner, config });
   jobEndHooks.push(webhookJobEndHook(webhookDeps, () => deliveries.wake()), scheduleJobEndHook(scheduler.deps));
   await runner.recoverInterrupted();
+  const sessions = new BrowserSessions({
+    limits: config.sessions,
+    chromiumPath: config.chromiumPath,
+    wrap,
+    websockets: isBun,
+    clock,
+    newId,
+    log,
+  });
   const deps: AppDeps = {
     db: store.db,
     vault: store.vault,
@@ -213,10 +227,11 @@ export async function startServer(
     runner,
     jobEndHooks,
     webhooks: { allowPrivate: webhookDeps.allowPrivate, wake: () => deliveries.wake() },
+    sessions,
     nowMs: options.nowMs,
   };
   const app = createApp(deps);
-  const listening = await listen(app, { ...config.listen, log });
+  const listening = await listen(app, { ...config.listen, log, sockets: cdpGateway(sessions) });
   if (!options.runnerPaused) runner.start();
   await deployments.resumeInterrupted();
   deliveries.start();
@@ -232,6 +247,8 @@ export async function startServer(
     isolation,
     async close() {
       stopWatching();
+      // Every remote session ends first: its browser, then its client's socket.
+      await sessions.closeAll();
       await listening.stop();
       await scheduler.stop();
       deployments.stop();

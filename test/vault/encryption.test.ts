@@ -1,3 +1,4 @@
+import { BrowserSessions } from "../../src/sessions/service";
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -60,6 +61,15 @@ async function appOn(dbPath: string, key: Uint8Array, previous?: Uint8Array) {
     runner: idleRunner,
     jobEndHooks: [],
     webhooks: { allowPrivate: false, wake() {} },
+    sessions: new BrowserSessions({
+      limits: config.sessions,
+      chromiumPath: undefined,
+      wrap: (command) => [...command],
+      websockets: false,
+      clock: systemClock,
+      newId: randomId,
+      log: silentLogger,
+    }),
   });
   const call = async (path: string, apiKey: string, body: unknown) => {
     const response = await app.request(path, { method: "POST", headers: { "x-api-key": apiKey }, body: JSON.stringify(body) });

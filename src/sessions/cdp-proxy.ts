@@ -1,0 +1,69 @@
+import { AppError } from "../errors";
+import { errorBody } from "../http/envelope";
+import type { GatewaySocket, SocketGateway } from "../server/listen";
+import { CDP_PATH_PREFIX, type AdmittedSession, type BrowserSessions } from "./service";
+
+export interface CdpSocketData {
+  session: AdmittedSession;
+  upstream: WebSocket | undefined;
+  /** What the client sent before the browser's socket was open. */
+  pending: (string | Uint8Array)[];
+}
+
+/**
+ * The WebSocket a session's cdp_url points at: relays Chrome DevTools
+ * Protocol messages, unchanged, between the client and the session's own
+ * browser (its DevTools socket on 127.0.0.1). The token in the path is the
+ * only credential: the path is never logged or counted by path (the app's
+ * request log and metrics never see these requests).
+ */
+export function cdpGateway(sessions: BrowserSessions): SocketGateway<CdpSocketData> {
+  return {
+    owns: (pathname) => pathname.startsWith(CDP_PATH_PREFIX),
+    accept(request, pathname) {
+      const admitted = sessions.admit(pathname.slice(CDP_PATH_PREFIX.length));
+      if (admitted instanceof AppError) return { refuse: jsonError(admitted) };
+      if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+        return {
+          refuse: jsonError(
+            new AppError("BAD_REQUEST", "This is a browser session's Chrome DevTools Protocol WebSocket: connect with a WebSocket client (Playwright's chromium.connectOverCDP(cdp_url))."),
+          ),
+        };
+      }
+      return { data: { session: admitted, upstream: undefined, pending: [] } };
+    },
+    open(socket) {
+      const { session } = socket.data;
+      session.attach(socket);
+      const upstream = new WebSocket(session.devtoolsUrl);
+      upstream.binaryType = "arraybuffer";
+      socket.data.upstream = upstream;
+      upstream.onopen = () => {
+        for (const message of socket.data.pending) upstream.send(message);
+        socket.data.pending = [];
+      };
+      upstream.onmessage = (event: MessageEvent) => {
+        session.touch();
+        socket.send(typeof event.data === "string" ? event.data : new Uint8Array(event.data as ArrayBuffer));
+      };
+      upstream.onclose = () => socket.close(1000, "The session's browser closed the connection.");
+      upstream.onerror = () => socket.close(1011, "The session's browser could not be reached.");
+    },
+    message(socket, message) {
+      socket.data.session.touch();
+      const upstream = socket.data.upstream;
+      if (upstream?.readyState === WebSocket.OPEN) upstream.send(message);
+      else socket.data.pending.push(message);
+    },
+    close(socket) {
+      socket.data.session.detach(socket);
+      socket.data.upstream?.close();
+    },
+  };
+}
+
+function jsonError(error: AppError): Response {
+  return new Response(JSON.stringify(errorBody(error)), { status: error.status, headers: { "content-type": "application/json" } });
+}
+
+export type { GatewaySocket };

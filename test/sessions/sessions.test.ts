@@ -1,0 +1,181 @@
+import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { chromium, type Browser } from "playwright-core";
+import { chromiumProcessesUsing, describeWithChromium, waitUntil } from "../chromium";
+import { startTestServer, type TestServer } from "../helpers";
+
+/** A 127.0.0.1 site for the remote browser to open. */
+function startSite() {
+  return Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: () => new Response("<!doctype html><title>Remote</title><h1 id=greeting>Hello from 127.0.0.1</h1>", { headers: { "content-type": "text/html" } }),
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** connectOverCDP's failure, as text (it must fail). */
+async function refusal(cdpUrl: string): Promise<string> {
+  let browser: Browser | undefined;
+  try {
+    browser = await chromium.connectOverCDP(cdpUrl, { timeout: 10_000 });
+  } catch (error) {
+    return String(error);
+  }
+  await browser.close();
+  throw new Error("connectOverCDP succeeded where it should be refused");
+}
+
+describeWithChromium("remote browser sessions", (chromiumPath) => {
+  let site: ReturnType<typeof startSite>;
+  const servers: TestServer[] = [];
+  const start = async (env: Record<string, string> = {}) => {
+    const server = await startTestServer({ env: { UNDERSTUDY_CHROMIUM_PATH: chromiumPath, ...env } });
+    servers.push(server);
+    return server;
+  };
+
+  beforeAll(() => {
+    site = startSite();
+  });
+  afterAll(() => site.stop(true));
+  afterEach(async () => {
+    for (const server of servers.splice(0)) await server.close();
+  });
+
+  test("a Playwright client drives the session's browser over cdp_url; the token is the URL's only credential", async () => {
+    const server = await start();
+    const created = await server.post("/v1/sessions/create", { json: { timeout_seconds: 600, start_url: `${site.url}` } });
+    expect(created.status).toBe(200);
+    const session = created.body.json;
+    expect(session).toMatchObject({ success: true, status: "running", live_view_url: null });
+    const cdpUrl: string = session.cdp_url;
+    expect(cdpUrl.startsWith(`${server.url.replace("http", "ws")}/v1/sessions/cdp/${session.session_id}/`)).toBe(true);
+    const token = cdpUrl.slice(cdpUrl.lastIndexOf("/") + 1);
+    expect(Buffer.from(token, "base64url").length).toBe(32);
+    expect((await server.post("/v1/sessions/get", { session_id: session.session_id })).body).toMatchObject({ status: "running", cdp_url: cdpUrl });
+
+    const browser = await chromium.connectOverCDP(cdpUrl);
+    try {
+      // The start page is open in the default context, as the libretto CLI expects.
+      const context = browser.contexts()[0]!;
+      const first = context.pages()[0]!;
+      await first.waitForLoadState();
+      expect(await first.locator("#greeting").textContent()).toBe("Hello from 127.0.0.1");
+      const page = await context.newPage();
+      await page.goto(`${site.url}other`);
+      expect(await page.title()).toBe("Remote");
+    } finally {
+      await browser.close(); // disconnects only: the session goes on
+    }
+    expect((await server.post("/v1/sessions/get", { session_id: session.session_id })).body.status).toBe("running");
+
+    // Another tenant's token on this session's URL, or a wrong one, is refused.
+    const other = (await server.post("/v1/sessions/create", {}, { key: server.keys.beta })).body;
+    const otherToken = other.cdp_url.slice(other.cdp_url.lastIndexOf("/") + 1);
+    const withOthersToken = cdpUrl.replace(token, otherToken);
+    expect(await refusal(withOthersToken)).toContain("404");
+    expect(await refusal(cdpUrl.replace(token, token.slice(0, -2) + (token.endsWith("AA") ? "BB" : "AA")))).toContain("404");
+    // A plain HTTP GET of the URL answers a JSON error, not the browser.
+    const plain = await fetch(cdpUrl.replace("ws", "http"));
+    expect(plain.status).toBe(400);
+
+    // Beta cannot see or close alpha's session: 404, as if absent.
+    for (const path of ["/v1/sessions/get", "/v1/sessions/close", "/v1/recordings/get"]) {
+      const answer = await server.post(path, { session_id: session.session_id }, { key: server.keys.beta });
+      expect(answer.status).toBe(404);
+    }
+    expect((await server.post("/v1/sessions/get", { session_id: session.session_id })).body.status).toBe("running");
+
+    // No log line holds a token.
+    const logs = server.logs.join("\n");
+    expect(logs).not.toContain(token);
+    expect(logs).not.toContain(otherToken);
+
+    // After close: the URL is refused, the browser is gone, get says closed.
+    const pid = server.server.deps.sessions.browserOf(session.session_id)!.pid;
+    const { userDataDir } = server.server.deps.sessions.browserOf(session.session_id)!;
+    const closed = await server.post("/v1/sessions/close", { session_id: session.session_id });
+    expect(closed.body).toMatchObject({ success: true });
+    expect(isAlive(pid)).toBe(false);
+    expect(chromiumProcessesUsing(userDataDir)).toEqual([]);
+    expect(await refusal(cdpUrl)).toContain("404");
+    expect((await server.post("/v1/sessions/get", { session_id: session.session_id })).body).toMatchObject({
+      status: "closed",
+      cdp_url: null,
+      closed_reason: "closed",
+    });
+    expect((await server.post("/v1/recordings/get", { session_id: session.session_id })).body).toEqual({
+      recording_url: null,
+      recording_url_expires_at: null,
+    });
+  });
+
+  test("a connected client loses the session when it is closed", async () => {
+    const server = await start();
+    const session = (await server.post("/v1/sessions/create", {})).body;
+    const browser = await chromium.connectOverCDP(session.cdp_url);
+    const disconnected = new Promise<void>((resolve) => browser.on("disconnected", () => resolve()));
+    await server.post("/v1/sessions/close", { session_id: session.session_id });
+    await disconnected;
+    expect(browser.isConnected()).toBe(false);
+  });
+
+  test("after the idle timeout the session is closed and its URL refused", async () => {
+    const server = await start({ UNDERSTUDY_SESSION_IDLE_MS: "300" });
+    const session = (await server.post("/v1/sessions/create", {})).body;
+    const { pid } = server.server.deps.sessions.browserOf(session.session_id)!;
+    const get = () => server.post("/v1/sessions/get", { session_id: session.session_id });
+    for (let i = 0; i < 200 && (await get()).body.status === "running"; i++) await Bun.sleep(50);
+    expect((await get()).body).toMatchObject({ status: "closed", closed_reason: "idle_timeout", cdp_url: null });
+    await waitUntil(() => !isAlive(pid), 10_000, "the idle session's browser is gone");
+    expect(await refusal(session.cdp_url)).toContain("idle timeout");
+  });
+
+  test("sessions are capped per tenant and in total", async () => {
+    const server = await start({ UNDERSTUDY_SESSIONS_PER_TENANT: "1", UNDERSTUDY_MAX_SESSIONS: "2" });
+    const first = await server.post("/v1/sessions/create", {});
+    expect(first.status).toBe(200);
+    const again = await server.post("/v1/sessions/create", {});
+    expect(again.status).toBe(429);
+    expect(again.body.message).toContain("UNDERSTUDY_SESSIONS_PER_TENANT");
+    expect((await server.post("/v1/sessions/create", {}, { key: server.keys.beta })).status).toBe(200);
+    // Two open on the server: a third tenant-free slot does not exist.
+    await server.post("/v1/sessions/close", { session_id: first.body.session_id });
+    const reopened = await server.post("/v1/sessions/create", {});
+    expect(reopened.status).toBe(200);
+  });
+
+  test("the server's session cap refuses past UNDERSTUDY_MAX_SESSIONS", async () => {
+    const server = await start({ UNDERSTUDY_SESSIONS_PER_TENANT: "2", UNDERSTUDY_MAX_SESSIONS: "1" });
+    expect((await server.post("/v1/sessions/create", {})).status).toBe(200);
+    const refused = await server.post("/v1/sessions/create", {}, { key: server.keys.beta });
+    expect(refused.status).toBe(429);
+    expect(refused.body.message).toContain("UNDERSTUDY_MAX_SESSIONS");
+  });
+
+  test("shutdown ends every session: their browsers are gone", async () => {
+    const server = await startTestServer({ env: { UNDERSTUDY_CHROMIUM_PATH: chromiumPath } });
+    const ids = [
+      (await server.post("/v1/sessions/create", {})).body.session_id,
+      (await server.post("/v1/sessions/create", {}, { key: server.keys.beta })).body.session_id,
+    ];
+    const browsers = ids.map((id) => server.server.deps.sessions.browserOf(id)!);
+    const cdpUrl = (await server.post("/v1/sessions/get", { session_id: ids[0] })).body.cdp_url;
+    const client = await chromium.connectOverCDP(cdpUrl);
+    const disconnected = new Promise<void>((resolve) => client.on("disconnected", () => resolve()));
+    await server.close();
+    await disconnected;
+    for (const browser of browsers) {
+      expect(isAlive(browser.pid)).toBe(false);
+      expect(chromiumProcessesUsing(browser.userDataDir)).toEqual([]);
+    }
+  });
+});
