@@ -85,17 +85,14 @@ export const sessionRoutes = [
   defineRoute({
     path: "/v1/recordings/get",
     summary: "The recording of a job or a session: recording_url is always null (Understudy does not record sessions yet).",
-    input: z.object({ session_id: optional(sessionId), job_id: optional(uuid("job")) }),
+    input: z
+      .object({ session_id: optional(sessionId), job_id: optional(uuid("job")) })
+      .refine((input) => (input.session_id === undefined) !== (input.job_id === undefined), "give exactly one of session_id and job_id"),
     output: z.object({
       recording_url: z.null().describe("Always null: no recordings are kept"),
       recording_url_expires_at: z.null(),
     }),
     async handler({ deps, caller }, input) {
-      if ((input.session_id === undefined) === (input.job_id === undefined)) {
-        throw new AppError("BAD_REQUEST", "Invalid input: give exactly one of session_id and job_id.", {
-          data: { issues: [{ path: [], message: "give exactly one of session_id and job_id" }] },
-        });
-      }
       if (input.session_id !== undefined) deps.sessions.get(caller.tenantId, input.session_id);
       else if (!(await findJob(deps.db, caller.tenantId, input.job_id!))) throw new AppError("NOT_FOUND", `No job ${input.job_id}.`);
       return { recording_url: null, recording_url_expires_at: null };

@@ -194,6 +194,11 @@ export class BrowserSessions {
     await Promise.all([...this.sessions.values()].map((s) => this.end(s, "shutdown")));
   }
 
+  /** The tenant's sessions that are not closed. */
+  openSessionIds(tenantId: string): string[] {
+    return [...this.sessions.values()].filter((s) => s.tenantId === tenantId && s.status !== "closed").map((s) => s.id);
+  }
+
   /** Test seam: the browser process of an open session. */
   browserOf(id: string): { pid: number; userDataDir: string } | undefined {
     const browser = this.sessions.get(id)?.browser;

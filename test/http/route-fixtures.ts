@@ -13,6 +13,7 @@ import { workflow } from "../../src/workflows/define";
 import { uniqueName, type TestResponse, type TestServer } from "../helpers";
 import { deploymentFixtures } from "./fixtures/deployments";
 import { scheduleFixtures } from "./fixtures/schedules";
+import { sessionFixtures } from "./fixtures/sessions";
 import { webhookFixtures } from "./fixtures/webhooks";
 import { uploadBase64 } from "../deployments/upload";
 import { expectError, expectOk, UUID } from "./wire";
@@ -562,4 +563,5 @@ export const routeFixtures: Record<string, RouteFixture> = {
   ...webhookFixtures,
   ...scheduleFixtures,
   ...deploymentFixtures,
+  ...sessionFixtures,
 };

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumProcessesUsing, describeWithChromium, waitUntil } from "../chromium";
+import { bwrapAssertionsApply } from "../bwrap";
 import { startTestServer, type TestServer } from "../helpers";
 
 /** A 127.0.0.1 site for the remote browser to open. */
@@ -176,6 +177,22 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
     for (const browser of browsers) {
       expect(isAlive(browser.pid)).toBe(false);
       expect(chromiumProcessesUsing(browser.userDataDir)).toEqual([]);
+    }
+  });
+
+  test("with worker isolation, a session's browser runs in the workers' sandbox: the data directory is not in its view", async () => {
+    if (!bwrapAssertionsApply("remote sessions' sandbox")) return;
+    const server = await start({ UNDERSTUDY_WORKFLOW_ISOLATION: "process", UNDERSTUDY_WORKER_SANDBOX: "bwrap" });
+    const session = (await server.post("/v1/sessions/create", {})).body;
+    const browser = await chromium.connectOverCDP(session.cdp_url);
+    try {
+      const page = await browser.contexts()[0]!.newPage();
+      await page.goto(`${site.url}`);
+      expect(await page.title()).toBe("Remote");
+      const error = await page.goto(`file://${server.dbPath}`).then(() => undefined, (e: unknown) => String(e));
+      expect(error).toContain("ERR_FILE_NOT_FOUND");
+    } finally {
+      await browser.close();
     }
   });
 });
