@@ -17,7 +17,7 @@ import { chooseSandbox } from "../runner/sandbox";
 import { WorkerExecutor, workerStarter } from "../runner/worker-executor";
 import { WorkerPool } from "../runner/worker-pool";
 import { isBun, selfReadablePaths } from "../runtime";
-import type { WrapCommand } from "../sessions/browser";
+import { removeStaleSessionBrowsers, type WrapCommand } from "../sessions/browser";
 import { cdpGateway } from "../sessions/cdp-proxy";
 import { BrowserSessions } from "../sessions/service";
 import { Scheduler, scheduleJobEndHook } from "../schedules/scheduler";
@@ -205,6 +205,7 @@ export async function startServer(
   const scheduler = new Scheduler({ db: store.db, vault: store.vault, clock, newId, log, catalog, runner, config });
   jobEndHooks.push(webhookJobEndHook(webhookDeps, () => deliveries.wake()), scheduleJobEndHook(scheduler.deps));
   await runner.recoverInterrupted();
+  removeStaleSessionBrowsers();
   const sessions = new BrowserSessions({
     limits: config.sessions,
     chromiumPath: config.chromiumPath,

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +8,39 @@ import { findChromium, killProcessesUsing, LAUNCH_ARGS, LAUNCH_TIMEOUT_MS, unava
 
 /** Runs a command inside the workers' sandbox (bubblewrap), or as is: see src/runner/sandbox.ts. */
 export type WrapCommand = (command: readonly string[], paths: { tmpDir: string; readOnly: readonly string[] }) => string[];
+
+const SESSION_DIR_PREFIX = "understudy-session-";
+
+/**
+ * Kills the session browsers of servers that are gone and removes their
+ * directories (each is named after its server's pid). A server killed with
+ * SIGKILL cannot end them itself, and without bubblewrap (whose
+ * --die-with-parent ends a sandboxed one) they would run on.
+ */
+export function removeStaleSessionBrowsers(): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(tmpdir());
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    const match = new RegExp(`^${SESSION_DIR_PREFIX}(\\d+)-`).exec(entry);
+    if (!match || Number(match[1]) === process.pid || isAlive(Number(match[1]))) continue;
+    const home = join(tmpdir(), entry);
+    killProcessesUsing(join(home, "profile"));
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
 
 export interface SessionBrowserOptions {
   chromiumPath: string | undefined;
@@ -41,7 +74,7 @@ export interface SessionBrowser {
 export async function launchSessionBrowser(options: SessionBrowserOptions): Promise<SessionBrowser> {
   const executable = findChromium(options.chromiumPath);
   if (!executable) throw unavailableError(options.chromiumPath);
-  const home = mkdtempSync(join(tmpdir(), "understudy-session-"));
+  const home = mkdtempSync(join(tmpdir(), `${SESSION_DIR_PREFIX}${process.pid}-`));
   chmodSync(home, 0o700);
   const userDataDir = join(home, "profile");
   const args = [

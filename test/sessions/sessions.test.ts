@@ -1,6 +1,9 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumProcessesUsing, describeWithChromium, waitUntil } from "../chromium";
+import { existsSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { bwrapAssertionsApply } from "../bwrap";
 import { startTestServer, type TestServer } from "../helpers";
 
@@ -193,6 +196,23 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       expect(error).toContain("ERR_FILE_NOT_FOUND");
     } finally {
       await browser.close();
+    }
+  });
+
+  test("a server killed without shutdown leaves no session browser running: the next start ends it", async () => {
+    const gone = Bun.spawn(["true"]);
+    await gone.exited;
+    const home = join(tmpdir(), `understudy-session-${gone.pid}-stale`);
+    const profile = join(home, "profile");
+    mkdirSync(profile, { recursive: true });
+    const orphan = Bun.spawn([chromiumPath, "--headless", "--no-sandbox", `--user-data-dir=${profile}`, "about:blank"], { stdio: ["ignore", "ignore", "ignore"] });
+    try {
+      await waitUntil(() => chromiumProcessesUsing(profile).length > 0, 10_000, "the orphan browser runs");
+      await start();
+      expect(chromiumProcessesUsing(profile)).toEqual([]);
+      expect(existsSync(home)).toBe(false);
+    } finally {
+      orphan.kill("SIGKILL");
     }
   });
 });
