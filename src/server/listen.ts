@@ -20,8 +20,8 @@ export interface GatewaySocket<T> {
  */
 export interface SocketGateway<T> {
   owns(pathname: string): boolean;
-  /** A refusal (an HTTP answer), or what the upgraded socket carries. */
-  accept(request: Request, pathname: string): { refuse: Response } | { data: T };
+  /** An HTTP answer (a refusal, or a plain answer), or what the upgraded socket carries. */
+  accept(request: Request, pathname: string): { answer: Response } | { data: T };
   open(socket: GatewaySocket<T>): void;
   message(socket: GatewaySocket<T>, message: string | Uint8Array): void;
   close(socket: GatewaySocket<T>): void;
@@ -82,7 +82,7 @@ export async function listen(
           const pathname = new URL(absolute.url).pathname;
           if (gateway.owns(pathname)) {
             const verdict = gateway.accept(absolute, pathname);
-            if ("refuse" in verdict) return verdict.refuse;
+            if ("answer" in verdict) return verdict.answer;
             if (server.upgrade(absolute, { data: verdict.data })) return undefined;
             return jsonError(new AppError("BAD_REQUEST", "The WebSocket upgrade failed: send a valid WebSocket handshake."));
           }

@@ -21,11 +21,21 @@ export function cdpGateway(sessions: BrowserSessions): SocketGateway<CdpSocketDa
   return {
     owns: (pathname) => pathname.startsWith(CDP_PATH_PREFIX),
     accept(request, pathname) {
-      const admitted = sessions.admit(pathname.slice(CDP_PATH_PREFIX.length));
-      if (admitted instanceof AppError) return { refuse: jsonError(admitted) };
+      // <session_id>/<token>, or <session_id>/<token>/json/version/ for a client given an http(s) URL.
+      const match = /^([^/]+)\/([^/]+)(\/json\/version\/?)?$/.exec(pathname.slice(CDP_PATH_PREFIX.length));
+      const admitted = match ? sessions.admit(match[1]!, match[2]!) : notFound;
+      if (admitted instanceof AppError) return { answer: jsonError(admitted) };
+      if (match![3]) {
+        // connectOverCDP("http://...") first asks here for the WebSocket URL, as it would ask Chromium.
+        const origin = new URL(request.url).origin;
+        const secure = origin.startsWith("https:") || request.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase() === "https";
+        const host = new URL(request.url).host;
+        const webSocketDebuggerUrl = `${secure ? "wss" : "ws"}://${host}${CDP_PATH_PREFIX}${match![1]}/${match![2]}`;
+        return { answer: Response.json({ Browser: "Chromium (Understudy remote session)", "Protocol-Version": "1.3", webSocketDebuggerUrl }) };
+      }
       if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
         return {
-          refuse: jsonError(
+          answer: jsonError(
             new AppError("BAD_REQUEST", "This is a browser session's Chrome DevTools Protocol WebSocket: connect with a WebSocket client (Playwright's chromium.connectOverCDP(cdp_url))."),
           ),
         };
@@ -61,6 +71,8 @@ export function cdpGateway(sessions: BrowserSessions): SocketGateway<CdpSocketDa
     },
   };
 }
+
+const notFound = new AppError("NOT_FOUND", "No browser session has this CDP URL: the URL is wrong, or its token is not this session's.");
 
 function jsonError(error: AppError): Response {
   return new Response(JSON.stringify(errorBody(error)), { status: error.status, headers: { "content-type": "application/json" } });

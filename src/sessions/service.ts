@@ -206,14 +206,13 @@ export class BrowserSessions {
   }
 
   /**
-   * The CDP proxy's check of a WebSocket path `<session_id>/<token>`: the
+   * The CDP proxy's check of a session id and token from its path: the
    * session, when the token is its own and it runs; else an error that tells
    * only the token's holder more than "no such session".
    */
-  admit(rest: string): AdmittedSession | AppError {
-    const [id, token, extra] = rest.split("/");
-    const session = id ? this.sessions.get(id) : undefined;
-    if (!session || !token || extra !== undefined || !timingSafeEqual(hashToken(token), session.tokenHash)) {
+  admit(id: string, token: string): AdmittedSession | AppError {
+    const session = this.sessions.get(id);
+    if (!session || !token || !timingSafeEqual(hashToken(token), session.tokenHash)) {
       return new AppError("NOT_FOUND", "No browser session has this CDP URL: the URL is wrong, or its token is not this session's.");
     }
     if (session.status !== "running" || !session.browser) {

@@ -81,11 +81,22 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
     }
     expect((await server.post("/v1/sessions/get", { session_id: session.session_id })).body.status).toBe("running");
 
+    // Given the http form of the URL, connectOverCDP first reads /json/version under it, as from Chromium.
+    const overHttp = await chromium.connectOverCDP(cdpUrl.replace(/^ws/, "http"));
+    try {
+      const page = await overHttp.contexts()[0]!.newPage();
+      await page.goto(`${site.url}`);
+      expect(await page.locator("#greeting").textContent()).toBe("Hello from 127.0.0.1");
+    } finally {
+      await overHttp.close();
+    }
+
     // Another tenant's token on this session's URL, or a wrong one, is refused.
     const other = (await server.post("/v1/sessions/create", {}, { key: server.keys.beta })).body;
     const otherToken = other.cdp_url.slice(other.cdp_url.lastIndexOf("/") + 1);
     const withOthersToken = cdpUrl.replace(token, otherToken);
     expect(await refusal(withOthersToken)).toContain("404");
+    expect(await refusal(withOthersToken.replace(/^ws/, "http"))).toContain("404");
     expect(await refusal(cdpUrl.replace(token, token.slice(0, -2) + (token.endsWith("AA") ? "BB" : "AA")))).toContain("404");
     // A plain HTTP GET of the URL answers a JSON error, not the browser.
     const plain = await fetch(cdpUrl.replace("ws", "http"));
