@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +57,8 @@ export interface SessionBrowser {
   readonly pid: number;
   /** The profile directory: its name is on every process of this browser. */
   readonly userDataDir: string;
+  /** The session's download directory, inside its own directory. */
+  readonly downloadsDir: string;
   /** Settles when the process has exited, for whatever reason. */
   readonly exited: Promise<void>;
   /** Kills the browser (its whole process group) and removes its profile; idempotent. */
@@ -77,6 +79,8 @@ export async function launchSessionBrowser(options: SessionBrowserOptions): Prom
   const home = mkdtempSync(join(tmpdir(), `${SESSION_DIR_PREFIX}${process.pid}-`));
   chmodSync(home, 0o700);
   const userDataDir = join(home, "profile");
+  const downloadsDir = join(home, "downloads");
+  mkdirSync(downloadsDir);
   const args = [
     executable,
     "--headless",
@@ -124,7 +128,7 @@ export async function launchSessionBrowser(options: SessionBrowserOptions): Prom
   for (;;) {
     const devtoolsUrl = readDevtoolsUrl(userDataDir);
     if (devtoolsUrl && child.pid !== undefined) {
-      return { devtoolsUrl, pid: child.pid, userDataDir, exited, kill };
+      return { devtoolsUrl, pid: child.pid, userDataDir, downloadsDir, exited, kill };
     }
     if (exitedNow || Date.now() > deadline) {
       await kill();

@@ -1,13 +1,14 @@
 import { AppError } from "../errors";
 import { errorBody } from "../http/envelope";
 import type { GatewaySocket, SocketGateway } from "../server/listen";
+import { guardCdpCommand } from "./cdp-guard";
 import { CDP_PATH_PREFIX, type AdmittedSession, type BrowserSessions } from "./service";
 
 export interface CdpSocketData {
   session: AdmittedSession;
   upstream: WebSocket | undefined;
   /** What the client sent before the browser's socket was open. */
-  pending: (string | Uint8Array)[];
+  pending: string[];
 }
 
 /**
@@ -60,10 +61,20 @@ export function cdpGateway(sessions: BrowserSessions): SocketGateway<CdpSocketDa
       upstream.onerror = () => socket.close(1011, "The session's browser could not be reached.");
     },
     message(socket, message) {
-      socket.data.session.touch();
+      const { session } = socket.data;
+      session.touch();
+      if (typeof message !== "string") {
+        socket.close(1003, "The Chrome DevTools Protocol is sent as text frames.");
+        return;
+      }
+      const guarded = guardCdpCommand(message, session.downloadsDir);
+      if ("refuse" in guarded) {
+        socket.send(guarded.refuse);
+        return;
+      }
       const upstream = socket.data.upstream;
-      if (upstream?.readyState === WebSocket.OPEN) upstream.send(message);
-      else socket.data.pending.push(message);
+      if (upstream?.readyState === WebSocket.OPEN) upstream.send(guarded.forward);
+      else socket.data.pending.push(guarded.forward);
     },
     close(socket) {
       socket.data.session.detach(socket);

@@ -37,6 +37,8 @@ export interface SessionSocket {
 export interface AdmittedSession {
   readonly id: string;
   readonly devtoolsUrl: string;
+  /** Where the session's downloads go (in its own directory). */
+  readonly downloadsDir: string;
   /** CDP traffic in either direction: the session is not idle. */
   touch(): void;
   attach(socket: SessionSocket): void;
@@ -225,6 +227,7 @@ export class BrowserSessions {
     return {
       id: session.id,
       devtoolsUrl: browser.devtoolsUrl,
+      downloadsDir: browser.downloadsDir,
       touch: () => void (session.lastActivityMs = this.nowMs()),
       attach: (socket) => {
         if (session.status === "closed") socket.close(1000, "The browser session was closed.");

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumProcessesUsing, describeWithChromium, waitUntil } from "../chromium";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bwrapAssertionsApply } from "../bwrap";
@@ -203,8 +203,15 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       const page = await browser.contexts()[0]!.newPage();
       await page.goto(`${site.url}`);
       expect(await page.title()).toBe("Remote");
-      const error = await page.goto(`file://${server.dbPath}`).then(() => undefined, (e: unknown) => String(e));
-      expect(error).toContain("ERR_FILE_NOT_FOUND");
+      // file: URLs are refused before they reach the browser; the sandbox is seen from its processes' own root.
+      const { userDataDir } = server.server.deps.sessions.browserOf(session.session_id)!;
+      const inside = chromiumProcessesUsing(userDataDir).filter((pid) => readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "bwrap");
+      expect(inside.length).toBeGreaterThan(0);
+      for (const pid of inside) {
+        expect(existsSync(`/proc/${pid}/root/usr/bin`)).toBe(true);
+        expect(existsSync(`/proc/${pid}/root${server.dbPath}`)).toBe(false);
+      }
+      expect(existsSync(server.dbPath)).toBe(true);
     } finally {
       await browser.close();
     }
@@ -224,6 +231,34 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       expect(existsSync(home)).toBe(false);
     } finally {
       orphan.kill("SIGKILL");
+    }
+  });
+
+  test("the client cannot reach the server's files through the browser: file: URLs and file paths are refused", async () => {
+    const server = await start();
+    const session = (await server.post("/v1/sessions/create", {})).body;
+    const browser = await chromium.connectOverCDP(session.cdp_url);
+    try {
+      const context = browser.contexts()[0]!;
+      const page = await context.newPage();
+      const navigation = await page.goto(`file://${server.dbPath}`).then(() => "opened", (e: unknown) => String(e));
+      expect(navigation).toContain("Understudy refused Page.navigate");
+      const cdp = await context.newCDPSession(page);
+      const created = await cdp.send("Target.createTarget", { url: "FILE:///etc/hostname" }).then(() => "opened", (e: unknown) => String(e));
+      expect(created).toContain("Understudy refused Target.createTarget");
+      await page.goto(`${site.url}`);
+      await page.setContent("<input type=file id=f>");
+      const input = await cdp.send("Runtime.evaluate", { expression: "document.getElementById('f')" });
+      const upload = await cdp
+        .send("DOM.setFileInputFiles", { files: [server.dbPath], objectId: input.result.objectId })
+        .then(() => "set", (e: unknown) => String(e));
+      expect(upload).toContain("Understudy refused DOM.setFileInputFiles");
+      expect(await page.locator("#f").evaluate((input) => (input as unknown as { files: { length: number } }).files.length)).toBe(0);
+      // Contents sent by the client are fine.
+      await page.locator("#f").setInputFiles({ name: "note.txt", mimeType: "text/plain", buffer: Buffer.from("hello") });
+      expect(await page.locator("#f").evaluate((input) => (input as unknown as { files: { name: string }[] }).files[0]?.name)).toBe("note.txt");
+    } finally {
+      await browser.close();
     }
   });
 });
