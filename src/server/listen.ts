@@ -19,7 +19,8 @@ export interface GatewaySocket<T> {
  * CDP sockets. Served under Bun only; under Node an upgrade is refused.
  */
 export interface SocketGateway<T> {
-  owns(pathname: string): boolean;
+  /** The paths it answers start with this. */
+  readonly pathPrefix: string;
   /** An HTTP answer (a refusal, or a plain answer), or what the upgraded socket carries. */
   accept(request: Request, pathname: string): { answer: Response } | { data: T };
   open(socket: GatewaySocket<T>): void;
@@ -78,9 +79,10 @@ export async function listen(
         // An HTTP/1.0 request without Host reaches fetch with a relative URL,
         // which the router cannot place: give it this server's origin.
         const absolute = request.url.startsWith("/") ? new Request(origin + request.url, request) : request;
-        if (gateway) {
+        // The cheap test first: every request passes here.
+        if (gateway && absolute.url.includes(gateway.pathPrefix)) {
           const pathname = new URL(absolute.url).pathname;
-          if (gateway.owns(pathname)) {
+          if (pathname.startsWith(gateway.pathPrefix)) {
             const verdict = gateway.accept(absolute, pathname);
             if ("answer" in verdict) return verdict.answer;
             if (server.upgrade(absolute, { data: verdict.data })) return undefined;

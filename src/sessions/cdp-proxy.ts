@@ -20,7 +20,7 @@ export interface CdpSocketData {
  */
 export function cdpGateway(sessions: BrowserSessions): SocketGateway<CdpSocketData> {
   return {
-    owns: (pathname) => pathname.startsWith(CDP_PATH_PREFIX),
+    pathPrefix: CDP_PATH_PREFIX,
     accept(request, pathname) {
       // <session_id>/<token>, or <session_id>/<token>/json/version/ for a client given an http(s) URL.
       const match = /^([^/]+)\/([^/]+)(\/json\/version\/?)?$/.exec(pathname.slice(CDP_PATH_PREFIX.length));

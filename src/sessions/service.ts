@@ -58,6 +58,8 @@ interface Session {
   /** Kept in memory only, to answer sessions/get to the session's tenant. */
   cdpUrl: string;
   browser: SessionBrowser | undefined;
+  /** The launch under way (settles undefined when it fails). */
+  launching: Promise<SessionBrowser | undefined> | undefined;
   sockets: Set<SessionSocket>;
   closedAt: Date | undefined;
   closedReason: ClosedReason | undefined;
@@ -142,6 +144,7 @@ export class BrowserSessions {
       tokenHash: hashToken(token),
       cdpUrl: `${origin.replace(/^http/, "ws")}${CDP_PATH_PREFIX}${id}/${token}`,
       browser: undefined,
+      launching: undefined,
       sockets: new Set(),
       closedAt: undefined,
       closedReason: undefined,
@@ -150,13 +153,15 @@ export class BrowserSessions {
     // Counted against the limits from here, while its browser starts.
     this.sessions.set(id, session);
     let browser: SessionBrowser;
+    const launching = launchSessionBrowser({
+      chromiumPath: this.options.chromiumPath,
+      startUrl: input.startUrl,
+      viewport: input.viewport,
+      wrap: this.options.wrap,
+    });
+    session.launching = launching.catch(() => undefined);
     try {
-      browser = await launchSessionBrowser({
-        chromiumPath: this.options.chromiumPath,
-        startUrl: input.startUrl,
-        viewport: input.viewport,
-        wrap: this.options.wrap,
-      });
+      browser = await launching;
     } catch (error) {
       this.sessions.delete(id);
       if (error instanceof BrowserUnavailableError) throw new AppError("SERVICE_UNAVAILABLE", error.message);
@@ -252,8 +257,10 @@ export class BrowserSessions {
       session.sockets.clear();
       this.options.log.log("info", "browser session closed", { session_id: session.id, tenant_id: session.tenantId, reason });
     }
-    // A browser still starting is killed by create once it is up.
-    return (session.closing ??= session.browser ? session.browser.kill() : Promise.resolve());
+    // A browser still starting is killed once it is up (and closeAll waits for that).
+    return (session.closing ??= session.browser
+      ? session.browser.kill()
+      : (session.launching ?? Promise.resolve(undefined)).then((browser) => browser?.kill()));
   }
 
   private sweep(): void {
