@@ -78,7 +78,7 @@ export interface Config {
   };
   /** Remote browser sessions (/v1/sessions/*). */
   readonly sessions: {
-    /** A session without CDP traffic for this long is closed. */
+    /** A session with no client connected and no CDP traffic for this long is closed. */
     readonly idleMs: number;
     /** Open sessions one tenant may have at once. */
     readonly perTenant: number;

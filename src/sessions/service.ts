@@ -238,7 +238,10 @@ export class BrowserSessions {
         if (session.status === "closed") socket.close(1000, "The browser session was closed.");
         else session.sockets.add(socket);
       },
-      detach: (socket) => void session.sockets.delete(socket),
+      detach: (socket) => {
+        // Idle time counts from the last client's leaving.
+        if (session.sockets.delete(socket)) session.lastActivityMs = this.nowMs();
+      },
     };
   }
 
@@ -268,7 +271,9 @@ export class BrowserSessions {
     for (const session of this.sessions.values()) {
       if (session.status === "running") {
         if (now >= session.expiresAtMs) void this.end(session, "timeout");
-        else if (now - session.lastActivityMs >= this.options.limits.idleMs) void this.end(session, "idle_timeout");
+        // A connected client is not idle, even when silent (the libretto CLI's daemon holds its connection
+        // between commands); timeout_seconds bounds it.
+        else if (session.sockets.size === 0 && now - session.lastActivityMs >= this.options.limits.idleMs) void this.end(session, "idle_timeout");
       } else if (session.status === "closed" && session.closedAt && this.options.clock.now().getTime() - session.closedAt.getTime() > ENDED_KEPT_MS) {
         this.sessions.delete(session.id);
       }

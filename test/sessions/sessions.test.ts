@@ -143,11 +143,18 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
     expect(browser.isConnected()).toBe(false);
   });
 
-  test("after the idle timeout the session is closed and its URL refused", async () => {
+  test("after the idle timeout with no client connected, the session is closed and its URL refused", async () => {
     const server = await start({ UNDERSTUDY_SESSION_IDLE_MS: "300" });
     const session = (await server.post("/v1/sessions/create", {})).body;
     const { pid } = server.server.deps.sessions.browserOf(session.session_id)!;
     const get = () => server.post("/v1/sessions/get", { session_id: session.session_id });
+    // A connected client, even a silent one, keeps the session (several idle periods pass here).
+    const client = await chromium.connectOverCDP(session.cdp_url);
+    await Bun.sleep(1_500);
+    expect((await get()).body.status).toBe("running");
+    expect(client.isConnected()).toBe(true);
+    // Once it leaves, the idle time runs.
+    await client.close();
     for (let i = 0; i < 200 && (await get()).body.status === "running"; i++) await Bun.sleep(50);
     expect((await get()).body).toMatchObject({ status: "closed", closed_reason: "idle_timeout", cdp_url: null });
     await waitUntil(() => !isAlive(pid), 10_000, "the idle session's browser is gone");
