@@ -8,7 +8,8 @@
  * through the API, with names from `uniqueName`, so no test depends on
  * another's data.
  */
-import { expect } from "bun:test";
+import { expect, test } from "bun:test";
+import { chromiumPath } from "../chromium";
 import { workflow } from "../../src/workflows/define";
 import { uniqueName, type TestResponse, type TestServer } from "../helpers";
 import { deploymentFixtures } from "./fixtures/deployments";
@@ -57,6 +58,29 @@ export interface RouteFixture {
   invalid(valid: Record<string, unknown>): InvalidCase[];
   /** Tenant isolation: seeds rows as alpha, returns what beta sends and expects. */
   otherTenant(ctx: FixtureContext): Promise<OtherTenantCase>;
+  /** Its calls start a real Chromium (sessions): skipped, with the browser tests' notice, on a machine without one. */
+  needsChromium?: boolean;
+}
+
+/**
+ * For a suite's describe block: true (and one skipped test in its place) when
+ * the fixture needs Chromium and this machine has none. With
+ * UNDERSTUDY_TEST_REQUIRE_CHROMIUM=1 (CI) a missing Chromium fails instead.
+ */
+let chromiumNoticeShown = false;
+
+export function skippedWithoutChromium(fixture: RouteFixture): boolean {
+  if (!fixture.needsChromium || chromiumPath()) return false;
+  if (process.env.UNDERSTUDY_TEST_REQUIRE_CHROMIUM === "1") {
+    test("Chromium is installed (UNDERSTUDY_TEST_REQUIRE_CHROMIUM=1)", () => {
+      throw new Error("No Chromium found, and UNDERSTUDY_TEST_REQUIRE_CHROMIUM=1 requires one: apt-get install chromium, or set UNDERSTUDY_CHROMIUM_PATH.");
+    });
+    return true;
+  }
+  if (!chromiumNoticeShown) console.warn("SKIPPED the shared checks of routes that start Chromium (sessions): no Chromium found (apt-get install chromium, or set UNDERSTUDY_CHROMIUM_PATH)");
+  chromiumNoticeShown = true;
+  test.skip("needs Chromium", () => {});
+  return true;
 }
 
 // ---------------------------------------------------------------------------

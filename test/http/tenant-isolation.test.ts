@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { apiRoutes, snapshotTenant, startTestServer, type TestResponse, type TestServer } from "../helpers";
-import { fixtureServerOptions, routeFixtures } from "./route-fixtures";
+import { fixtureServerOptions, routeFixtures, skippedWithoutChromium } from "./route-fixtures";
 import { envelop } from "./wire";
 
 let server: TestServer;
@@ -35,6 +35,7 @@ for (const route of apiRoutes) {
       });
       return;
     }
+    if (skippedWithoutChromium(fixture)) return;
 
     for (const enveloped of [false, true]) {
       test(`beta naming alpha's rows sees none of them and changes none of them (${enveloped ? "enveloped" : "plain"})`, async () => {
