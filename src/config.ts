@@ -76,6 +76,22 @@ export interface Config {
     /** How often the scheduler looks for due schedules. */
     readonly tickMs: number;
   };
+  readonly artifacts: {
+    /** always: a browser job's screenshot when it fails and when it completes; failure: when it fails; never. */
+    readonly screenshots: "always" | "failure" | "never";
+    /** Largest artifact kept (a screenshot or a trace); a larger one is noted in the job log instead. */
+    readonly maxBytes: number;
+    /** Artifacts older than this many days are deleted; 0 keeps them. */
+    readonly retentionDays: number;
+    /** Past this many bytes of artifacts, a tenant's oldest are deleted first; 0: no cap. */
+    readonly maxBytesPerTenant: number;
+    /** Log lines of jobs that ended more than this many days ago are deleted; 0 keeps them. */
+    readonly logRetentionDays: number;
+    /** Finished webhook deliveries (succeeded or failed) older than this many days are deleted; 0 keeps them. */
+    readonly deliveryRetentionDays: number;
+    /** How often the pruner runs. */
+    readonly pruneIntervalMs: number;
+  };
 }
 
 /** The variables Understudy reads, with their defaults, for `--help` and the README. */
@@ -112,6 +128,13 @@ export const ENVIRONMENT = {
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: "15000",
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: "0,5000,300000,1800000,7200000,18000000,36000000,36000000",
   UNDERSTUDY_SCHEDULER_TICK_MS: "1000",
+  UNDERSTUDY_SCREENSHOTS: "always (a browser job's screenshot when it fails and when it completes; failure; never)",
+  UNDERSTUDY_ARTIFACT_MAX_BYTES: "20971520 (one screenshot or trace)",
+  UNDERSTUDY_ARTIFACT_RETENTION_DAYS: "7 (0 keeps them)",
+  UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT: "1073741824 (oldest deleted first; 0: no cap)",
+  UNDERSTUDY_LOG_RETENTION_DAYS: "30 (log lines of finished jobs; 0 keeps them)",
+  UNDERSTUDY_DELIVERY_RETENTION_DAYS: "30 (finished webhook deliveries; 0 keeps them)",
+  UNDERSTUDY_PRUNE_INTERVAL_MS: "3600000",
 } as const;
 
 const positiveInt = (what: string) =>
@@ -184,6 +207,14 @@ const envSchema = z.object({
     .transform((v) => v.split(",").map(Number))
     .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
   UNDERSTUDY_SCHEDULER_TICK_MS: positiveInt("milliseconds").default(1000),
+  UNDERSTUDY_SCREENSHOTS: z.enum(["always", "failure", "never"], "must be always, failure or never").default("always"),
+  // A worker sends an artifact base64'd in one protocol message (at most 32 MiB): 24 MiB fits.
+  UNDERSTUDY_ARTIFACT_MAX_BYTES: positiveInt("bytes").pipe(z.number().max(24 * 1024 * 1024, "is too large (at most 25165824 bytes)")).default(20 * 1024 * 1024),
+  UNDERSTUDY_ARTIFACT_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(7),
+  UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT: nonNegativeInt("bytes; 0: no cap").default(1024 * 1024 * 1024),
+  UNDERSTUDY_LOG_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(30),
+  UNDERSTUDY_DELIVERY_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(30),
+  UNDERSTUDY_PRUNE_INTERVAL_MS: positiveInt("milliseconds").default(3_600_000),
 });
 
 type Env = Record<string, string | undefined>;
@@ -257,6 +288,15 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       retryScheduleMs: Object.freeze(v.UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS),
     }),
     schedules: Object.freeze({ tickMs: v.UNDERSTUDY_SCHEDULER_TICK_MS }),
+    artifacts: Object.freeze({
+      screenshots: v.UNDERSTUDY_SCREENSHOTS,
+      maxBytes: v.UNDERSTUDY_ARTIFACT_MAX_BYTES,
+      retentionDays: v.UNDERSTUDY_ARTIFACT_RETENTION_DAYS,
+      maxBytesPerTenant: v.UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT,
+      logRetentionDays: v.UNDERSTUDY_LOG_RETENTION_DAYS,
+      deliveryRetentionDays: v.UNDERSTUDY_DELIVERY_RETENTION_DAYS,
+      pruneIntervalMs: v.UNDERSTUDY_PRUNE_INTERVAL_MS,
+    }),
   });
 }
 

@@ -15,6 +15,7 @@
 import { writeSync } from "node:fs";
 import { format } from "node:util";
 import { createLazyPage } from "../browser/browser";
+import type { CapturedArtifact } from "../browser/capture";
 import { WarmBrowser } from "../browser/warm";
 import { handlerInput, type WorkflowDefinition } from "../workflows/define";
 import { loadWorkflowFile, registerPlaywrightModules, registerWorkflowModules } from "../workflows/load";
@@ -116,13 +117,26 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     const abort = new AbortController();
     active = { id: job.jobId, abort };
     const lazy = createLazyPage(() => browser.openPage(job.browser), job.browser);
-    // Closing the job's context makes a pending page call reject at once.
-    abort.signal.addEventListener("abort", () => void browser.releaseJob(), { once: true });
+    // What the page showed is kept once, at the first of: the stop, the handler's end.
+    let captured: Promise<CapturedArtifact[]> | undefined;
+    const capture = (outcome: "completed" | "failed") =>
+      (captured ??= lazy.opened ? browser.captureJob(job.browser.capture, outcome) : Promise.resolve([]));
+    // Closing the job's context makes a pending page call reject at once (after its screenshot).
+    abort.signal.addEventListener("abort", () => void capture("failed").finally(() => browser.releaseJob()), { once: true });
     let outcome: JobOutcomeMessage;
     try {
       outcome = await callHandler(job, lazy.page, abort.signal, () => send({ type: "started", jobId: job.jobId }));
     } catch (error) {
       outcome = { status: "failed", error: describe(error), stack: error instanceof Error ? (error.stack ?? null) : null };
+    }
+    for (const artifact of await capture(outcome.status === "completed" ? "completed" : "failed")) {
+      send({
+        type: "artifact",
+        jobId: job.jobId,
+        kind: artifact.kind,
+        sizeBytes: artifact.sizeBytes,
+        data: artifact.bytes ? Buffer.from(artifact.bytes).toString("base64") : undefined,
+      });
     }
     send({ type: "ended", jobId: job.jobId, outcome });
     active = undefined;
