@@ -330,6 +330,12 @@ export class Runner {
       this.#auditInjection(row, used);
     }
 
+    // A trace records every page call with its arguments, typed values
+    // included, and is not redacted: a job given any secret value gets none.
+    const trace = options.trace === true && secrets.length === 0;
+    if (options.trace === true && !trace) {
+      logs.push("warn", "No trace was kept: this job was given credential values, which a trace would record in clear (README \"Job artifacts\").");
+    }
     return this.#deps.executor.execute({
       jobId: row.id,
       tenantId: row.tenant_id,
@@ -349,7 +355,7 @@ export class Runner {
         capture: config.artifacts
           ? {
               screenshots: config.artifacts.screenshots,
-              trace: options.trace === true,
+              trace,
               // Every value the job was given to keep secret: an input holding one is masked.
               maskValues: secrets.map((s) => s.value),
               maxBytes: config.artifacts.maxBytes,
