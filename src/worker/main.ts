@@ -117,10 +117,22 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     const abort = new AbortController();
     active = { id: job.jobId, abort };
     const lazy = createLazyPage(() => browser.openPage(job.browser), job.browser);
-    // What the page showed is kept once, at the first of: the stop, the handler's end.
-    let captured: Promise<CapturedArtifact[]> | undefined;
+    // What the page showed is kept once, at the first of: the stop, the
+    // handler's end. It is sent at once: a handler that ignores the stop is
+    // killed at the end of its grace, and the server keeps what came before.
+    let captured: Promise<void> | undefined;
     const capture = (outcome: "completed" | "failed") =>
-      (captured ??= lazy.opened ? browser.captureJob(job.browser.capture, outcome) : Promise.resolve([]));
+      (captured ??= (lazy.opened ? browser.captureJob(job.browser.capture, outcome) : Promise.resolve([] as CapturedArtifact[])).then((artifacts) => {
+        for (const artifact of artifacts) {
+          send({
+            type: "artifact",
+            jobId: job.jobId,
+            kind: artifact.kind,
+            sizeBytes: artifact.sizeBytes,
+            data: artifact.bytes ? Buffer.from(artifact.bytes).toString("base64") : undefined,
+          });
+        }
+      }));
     // Closing the job's context makes a pending page call reject at once (after its screenshot).
     abort.signal.addEventListener("abort", () => void capture("failed").finally(() => browser.releaseJob()), { once: true });
     let outcome: JobOutcomeMessage;
@@ -129,15 +141,7 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     } catch (error) {
       outcome = { status: "failed", error: describe(error), stack: error instanceof Error ? (error.stack ?? null) : null };
     }
-    for (const artifact of await capture(outcome.status === "completed" ? "completed" : "failed")) {
-      send({
-        type: "artifact",
-        jobId: job.jobId,
-        kind: artifact.kind,
-        sizeBytes: artifact.sizeBytes,
-        data: artifact.bytes ? Buffer.from(artifact.bytes).toString("base64") : undefined,
-      });
-    }
+    await capture(outcome.status === "completed" ? "completed" : "failed");
     send({ type: "ended", jobId: job.jobId, outcome });
     active = undefined;
     await browser.releaseJob();
