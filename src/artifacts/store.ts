@@ -13,7 +13,7 @@ export async function insertArtifacts(db: Db, rows: readonly ArtifactRow[]): Pro
 
 /** A job's artifacts, oldest first; empty for another tenant's job. */
 export async function listJobArtifacts(db: Db, tenantId: string, jobId: string): Promise<ArtifactSummary[]> {
-  return db.selectFrom("job_artifacts").select(SUMMARY).where("tenant_id", "=", tenantId).where("job_id", "=", jobId).orderBy("created_at").orderBy("id").execute();
+  return db.selectFrom("job_artifacts").select(SUMMARY).where("tenant_id", "=", tenantId).where("job_id", "=", jobId).orderBy("created_at").orderBy("kind").orderBy("id").execute();
 }
 
 export async function findArtifact(db: Db, tenantId: string, id: string): Promise<ArtifactRow | undefined> {

@@ -40,6 +40,12 @@ const workflows = [
       return { title: await ctx.page.title() };
     },
   }),
+  workflow("art-hangs", {
+    async handler(ctx, input: { url: string }) {
+      await ctx.page.goto(input.url);
+      await new Promise(() => {});
+    },
+  }),
   workflow("art-no-page", {
     async handler() {
       throw new Error("failed before any page");
@@ -117,6 +123,15 @@ describeWithChromium("job artifacts (in-process)", (chromium) => {
     const none = await createJob(server, { workflow: "art-no-page", params: {} });
     expect((await waitForEnd(server, none)).status).toBe("failed");
     expect(await artifactsOf(server, none)).toEqual([]);
+  });
+
+  test("a job that timed out keeps what its page showed at the stop", async () => {
+    const id = await createJob(server, { workflow: "art-hangs", params: { url: base }, timeout_seconds: 4 });
+    const job = await waitForEnd(server, id);
+    expect(job.failure_class).toBe("timeout");
+    const [shot, ...rest] = await artifactsOf(server, id);
+    expect(rest).toEqual([]);
+    expect(decodePng(await download(server, shot.artifact_id)).width).toBe(1280);
   });
 
   test("inputs holding a credential value, and password inputs, are masked with solid black; other inputs are not", async () => {

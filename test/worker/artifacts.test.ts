@@ -77,7 +77,7 @@ describeWithChromium("job artifacts from a worker process", (chromiumPath) => {
     }
 
     // A timeout stops the handler; what the page showed then is kept.
-    const timedOut = await run({ url: base, hang: true }, { timeout_seconds: 2 });
+    const timedOut = await run({ url: base, hang: true }, { timeout_seconds: 5 });
     expect(timedOut.failure_class).toBe("timeout");
     expect((await artifacts(timedOut.job_id)).body.artifacts.map((a: any) => a.kind)).toEqual(["screenshot"]);
   }, 90_000);
