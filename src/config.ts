@@ -208,8 +208,8 @@ const envSchema = z.object({
     .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
   UNDERSTUDY_SCHEDULER_TICK_MS: positiveInt("milliseconds").default(1000),
   UNDERSTUDY_SCREENSHOTS: z.enum(["always", "failure", "never"], "must be always, failure or never").default("always"),
-  // A worker sends an artifact base64'd in one protocol message (at most 32 MiB): 24 MiB fits.
-  UNDERSTUDY_ARTIFACT_MAX_BYTES: positiveInt("bytes").pipe(z.number().max(24 * 1024 * 1024, "is too large (at most 25165824 bytes)")).default(20 * 1024 * 1024),
+  // A worker sends an artifact base64'd in one protocol message (at most 32 MiB): 23 MiB fits (~30.7 MiB).
+  UNDERSTUDY_ARTIFACT_MAX_BYTES: positiveInt("bytes").pipe(z.number().max(23 * 1024 * 1024, "is too large (at most 24117248 bytes)")).default(20 * 1024 * 1024),
   UNDERSTUDY_ARTIFACT_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(7),
   UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT: nonNegativeInt("bytes; 0: no cap").default(1024 * 1024 * 1024),
   UNDERSTUDY_LOG_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(30),

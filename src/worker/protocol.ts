@@ -106,7 +106,7 @@ export const workerMessage = z.discriminatedUnion("type", [
     jobId: z.string(),
     kind: z.enum(["screenshot", "trace"]),
     sizeBytes: z.number().int().nonnegative(),
-    data: z.string().max(33 * 1024 * 1024).optional(),
+    data: z.string().max(32 * 1024 * 1024).optional(),
   }),
   z.object({ type: z.literal("ended"), jobId: z.string(), outcome: jobOutcome }),
   /** The last job's browser context is closed: the worker can take the next job. */
