@@ -53,7 +53,7 @@ export async function captureArtifacts(
 ): Promise<CapturedArtifact[]> {
   if (!config) return [];
   const artifacts: CapturedArtifact[] = [];
-  // The trace first: it must not record the masking's own page calls (they carry the values to mask).
+  // The trace first: it must not record the masking's own page calls.
   if (config.trace) {
     const path = join(tmpdir(), `understudy-trace-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}.zip`);
     const stopped = await withTimeout(
@@ -88,19 +88,20 @@ async function screenshot(page: Page, maskValues: string[]): Promise<Uint8Array>
 
 export async function maskedInputs(page: Page, maskValues: string[]): Promise<Locator[]> {
   const values = [...new Set(maskValues.filter((v) => v.length > 0))];
-  // Runs in the page: written as a string so no DOM types are needed here.
-  const indices = (await page.evaluate(
-    `(() => {
-      const values = ${JSON.stringify(values)};
-      const found = [];
-      document.querySelectorAll("input, textarea").forEach((input, index) => {
-        const value = typeof input.value === "string" ? input.value : "";
-        const holdsSecret = value !== "" && values.some((v) => value === v || (v.length >= 4 && value.includes(v)));
-        if (input.type === "password" || holdsSecret) found.push(index);
-      });
-      return found;
-    })()`,
-  )) as number[];
+  // The page's inputs are read out and compared here: the values never go
+  // into the page, where its own scripts could watch a comparison made there.
+  // Written as a string so no DOM types are needed in this file.
+  const inputs = (await page.evaluate(
+    `[...document.querySelectorAll("input, textarea")].map((input) => [
+      String(input.type || ""),
+      typeof input.value === "string" ? input.value.slice(0, 65536) : "",
+    ])`,
+  )) as [string, string][];
+  const indices: number[] = [];
+  inputs.forEach(([type, value], index) => {
+    const holdsSecret = typeof value === "string" && value !== "" && values.some((v) => value === v || (v.length >= 4 && value.includes(v)));
+    if (type === "password" || holdsSecret) indices.push(index);
+  });
   return indices.map((i) => page.locator("input, textarea").nth(i));
 }
 
