@@ -196,5 +196,36 @@ describeWithChromium("job artifacts, configured off", (chromium) => {
         await server.close();
       }
     }
-  });
+  }, 30_000);
+
+  test("a screenshot over UNDERSTUDY_ARTIFACT_MAX_BYTES is a log line instead; a tenant over its cap keeps its newest artifacts only", async () => {
+    const small = await startTestServer({ workflows, env: { ...FAST_ENV, UNDERSTUDY_CHROMIUM_PATH: chromium, UNDERSTUDY_ARTIFACT_MAX_BYTES: "100" } });
+    try {
+      const id = await createJob(small, { workflow: "art-fails", params: { url: base } });
+      expect((await waitForEnd(small, id)).status).toBe("failed");
+      expect(await artifactsOf(small, id)).toEqual([]);
+      expect((await jobLogs(small, id)).map((l) => l.message)).toContainEqual(expect.stringContaining("UNDERSTUDY_ARTIFACT_MAX_BYTES"));
+    } finally {
+      await small.close();
+    }
+    // A cap that holds one screenshot (~5-30 KB of a blank page) but not two.
+    const capped = await startTestServer({ workflows, env: { ...FAST_ENV, UNDERSTUDY_CHROMIUM_PATH: chromium, UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT: "60000" } });
+    try {
+      const first = await createJob(capped, { workflow: "art-fails", params: { url: base } });
+      await waitForEnd(capped, first);
+      const firstShots = await artifactsOf(capped, first);
+      expect(firstShots.length).toBe(1);
+      expect(firstShots[0].size_bytes).toBeLessThan(60000);
+      const second = await createJob(capped, { workflow: "art-fails", params: { url: base } });
+      await waitForEnd(capped, second);
+      if (firstShots[0].size_bytes * 2 > 60000) {
+        expect(await artifactsOf(capped, first)).toEqual([]);
+        expect((await artifactsOf(capped, second)).length).toBe(1);
+      }
+      const total = await capped.db.selectFrom("job_artifacts").select("size_bytes").execute();
+      expect(total.reduce((sum, r) => sum + r.size_bytes, 0)).toBeLessThanOrEqual(60000);
+    } finally {
+      await capped.close();
+    }
+  }, 30_000);
 });
