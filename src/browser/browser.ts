@@ -286,8 +286,9 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
   }
 
   const close = (outcome?: "completed" | "failed") => (closing ??= shutdown(outcome));
-  // A stop (timeout, cancel, shutdown) is a failure: what the page showed then is kept.
-  const onAbort = () => void close(signal?.reason === "finished" ? undefined : "failed");
+  // A stop (timeout, cancel) is a failure: what the page showed then is kept.
+  // Not at a shutdown ("interrupted"), whose time is counted.
+  const onAbort = () => void close(signal?.reason === "finished" || signal?.reason === "interrupted" ? undefined : "failed");
   if (signal?.aborted) void close();
   else signal?.addEventListener("abort", onAbort, { once: true });
 

@@ -133,8 +133,16 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
           });
         }
       }));
-    // Closing the job's context makes a pending page call reject at once (after its screenshot).
-    abort.signal.addEventListener("abort", () => void capture("failed").finally(() => browser.releaseJob()), { once: true });
+    // Closing the job's context makes a pending page call reject at once
+    // (after its screenshot; none at a shutdown, whose time is counted).
+    abort.signal.addEventListener(
+      "abort",
+      () => {
+        if (abort.signal.reason === "interrupted") captured ??= Promise.resolve();
+        void capture("failed").finally(() => browser.releaseJob());
+      },
+      { once: true },
+    );
     let outcome: JobOutcomeMessage;
     try {
       outcome = await callHandler(job, lazy.page, abort.signal, () => send({ type: "started", jobId: job.jobId }));
