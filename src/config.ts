@@ -85,6 +85,22 @@ export interface Config {
     /** Open sessions over all tenants (each is a Chromium of its own). */
     readonly max: number;
   };
+  readonly artifacts: {
+    /** always: a browser job's screenshot when it fails and when it completes; failure: when it fails; never. */
+    readonly screenshots: "always" | "failure" | "never";
+    /** Largest artifact kept (a screenshot or a trace); a larger one is noted in the job log instead. */
+    readonly maxBytes: number;
+    /** Artifacts older than this many days are deleted; 0 keeps them. */
+    readonly retentionDays: number;
+    /** Past this many bytes of artifacts, a tenant's oldest are deleted first; 0: no cap. */
+    readonly maxBytesPerTenant: number;
+    /** Log lines of jobs that ended more than this many days ago are deleted; 0 keeps them. */
+    readonly logRetentionDays: number;
+    /** Finished webhook deliveries (succeeded or failed) older than this many days are deleted; 0 keeps them. */
+    readonly deliveryRetentionDays: number;
+    /** How often the pruner runs. */
+    readonly pruneIntervalMs: number;
+  };
 }
 
 /** The variables Understudy reads, with their defaults, for `--help` and the README. */
@@ -124,6 +140,13 @@ export const ENVIRONMENT = {
   UNDERSTUDY_SESSION_IDLE_MS: "300000",
   UNDERSTUDY_SESSIONS_PER_TENANT: "2",
   UNDERSTUDY_MAX_SESSIONS: "4",
+  UNDERSTUDY_SCREENSHOTS: "always (a browser job's screenshot when it fails and when it completes; failure; never)",
+  UNDERSTUDY_ARTIFACT_MAX_BYTES: "20971520 (one screenshot or trace)",
+  UNDERSTUDY_ARTIFACT_RETENTION_DAYS: "7 (0 keeps them)",
+  UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT: "1073741824 (oldest deleted first; 0: no cap)",
+  UNDERSTUDY_LOG_RETENTION_DAYS: "30 (log lines of finished jobs; 0 keeps them)",
+  UNDERSTUDY_DELIVERY_RETENTION_DAYS: "30 (finished webhook deliveries; 0 keeps them)",
+  UNDERSTUDY_PRUNE_INTERVAL_MS: "3600000",
 } as const;
 
 const positiveInt = (what: string) =>
@@ -199,6 +222,14 @@ const envSchema = z.object({
   UNDERSTUDY_SESSION_IDLE_MS: positiveInt("milliseconds").default(300_000),
   UNDERSTUDY_SESSIONS_PER_TENANT: positiveInt("sessions").default(2),
   UNDERSTUDY_MAX_SESSIONS: positiveInt("sessions").default(4),
+  UNDERSTUDY_SCREENSHOTS: z.enum(["always", "failure", "never"], "must be always, failure or never").default("always"),
+  // A worker sends an artifact base64'd in one protocol message (at most 32 MiB): 23 MiB fits (~30.7 MiB).
+  UNDERSTUDY_ARTIFACT_MAX_BYTES: positiveInt("bytes").pipe(z.number().max(23 * 1024 * 1024, "is too large (at most 24117248 bytes)")).default(20 * 1024 * 1024),
+  UNDERSTUDY_ARTIFACT_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(7),
+  UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT: nonNegativeInt("bytes; 0: no cap").default(1024 * 1024 * 1024),
+  UNDERSTUDY_LOG_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(30),
+  UNDERSTUDY_DELIVERY_RETENTION_DAYS: nonNegativeInt("days; 0 keeps them").default(30),
+  UNDERSTUDY_PRUNE_INTERVAL_MS: positiveInt("milliseconds").default(3_600_000),
 });
 
 type Env = Record<string, string | undefined>;
@@ -276,6 +307,15 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       idleMs: v.UNDERSTUDY_SESSION_IDLE_MS,
       perTenant: v.UNDERSTUDY_SESSIONS_PER_TENANT,
       max: v.UNDERSTUDY_MAX_SESSIONS,
+    }),
+    artifacts: Object.freeze({
+      screenshots: v.UNDERSTUDY_SCREENSHOTS,
+      maxBytes: v.UNDERSTUDY_ARTIFACT_MAX_BYTES,
+      retentionDays: v.UNDERSTUDY_ARTIFACT_RETENTION_DAYS,
+      maxBytesPerTenant: v.UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT,
+      logRetentionDays: v.UNDERSTUDY_LOG_RETENTION_DAYS,
+      deliveryRetentionDays: v.UNDERSTUDY_DELIVERY_RETENTION_DAYS,
+      pruneIntervalMs: v.UNDERSTUDY_PRUNE_INTERVAL_MS,
     }),
   });
 }

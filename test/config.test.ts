@@ -66,6 +66,28 @@ describe("loadConfig", () => {
     expect(message).toContain("ENOENT");
   });
 
+  test("artifacts and retention: defaults, values, and bad values by name", () => {
+    expect(loadConfig({}).artifacts).toEqual({
+      screenshots: "always",
+      maxBytes: 20 * 1024 * 1024,
+      retentionDays: 7,
+      maxBytesPerTenant: 1024 ** 3,
+      logRetentionDays: 30,
+      deliveryRetentionDays: 30,
+      pruneIntervalMs: 3_600_000,
+    });
+    const set = loadConfig({
+      UNDERSTUDY_SCREENSHOTS: "failure",
+      UNDERSTUDY_ARTIFACT_RETENTION_DAYS: "0",
+      UNDERSTUDY_ARTIFACT_MAX_BYTES_PER_TENANT: "0",
+      UNDERSTUDY_LOG_RETENTION_DAYS: "3",
+      UNDERSTUDY_DELIVERY_RETENTION_DAYS: "4",
+    }).artifacts;
+    expect(set).toMatchObject({ screenshots: "failure", retentionDays: 0, maxBytesPerTenant: 0, logRetentionDays: 3, deliveryRetentionDays: 4 });
+    const message = problems({ UNDERSTUDY_SCREENSHOTS: "sometimes", UNDERSTUDY_ARTIFACT_MAX_BYTES: String(64 * 1024 * 1024), UNDERSTUDY_LOG_RETENTION_DAYS: "-1" });
+    for (const name of ["UNDERSTUDY_SCREENSHOTS", "UNDERSTUDY_ARTIFACT_MAX_BYTES", "UNDERSTUDY_LOG_RETENTION_DAYS"]) expect(message).toContain(name);
+  });
+
   test("a bad master key is described, never echoed", () => {
     const secretish = "not base64 but secret!!";
     const message = problems({ UNDERSTUDY_MASTER_KEY: secretish });

@@ -5,6 +5,7 @@ import { delimiter, join } from "node:path";
 // Types only: playwright-core costs ~0.45 s and ~70 MB to load (measured), so
 // it is imported when a job first launches a browser, not at start-up.
 import type { BrowserContext, Page } from "playwright-core";
+import { captureArtifacts, startTrace, type CaptureConfig, type CapturedArtifact } from "./capture";
 
 export interface BrowserOptions {
   headless: boolean;
@@ -13,6 +14,8 @@ export interface BrowserOptions {
   viewport?: { width: number; height: number };
   /** UNDERSTUDY_CHROMIUM_PATH; when unset, PATH is searched for chromium, chromium-browser, google-chrome. */
   chromiumPath?: string;
+  /** What to keep when the job ends (screenshots, trace); undefined: nothing. */
+  capture?: CaptureConfig;
 }
 
 export interface LazyBrowser {
@@ -20,8 +23,13 @@ export interface LazyBrowser {
   readonly page: Page;
   /** Whether a browser launch was begun. */
   readonly started: boolean;
-  /** Closes the browser if one was started; idempotent, and returns within about 5 s. */
-  close(): Promise<void>;
+  /**
+   * Closes the browser if one was started; idempotent, and returns within
+   * about 5 s (plus the capture's time). With an outcome, the artifacts of
+   * options.capture are taken first; a stop (the signal) counts as "failed".
+   * The first close decides: later calls get the same artifacts.
+   */
+  close(outcome?: "completed" | "failed"): Promise<CapturedArtifact[]>;
 }
 
 export class BrowserUnavailableError extends Error {
@@ -207,8 +215,9 @@ export function createLazyPage(open: () => Promise<Page>, before: { startUrl?: s
  */
 export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal): LazyBrowser {
   let started = false;
-  let closing: Promise<void> | undefined;
+  let closing: Promise<CapturedArtifact[]> | undefined;
   let launching: Promise<BrowserContext> | undefined;
+  let openedPage: Page | undefined;
   // Our own profile directory: it names every process of this browser, which
   // is how a browser that ignores close() is found and killed.
   let userDataDir: string | undefined;
@@ -241,7 +250,9 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
     try {
       const context = await launching;
       if (closing) throw closedError();
+      await startTrace(context, options.capture);
       const page = context.pages()[0] ?? (await context.newPage());
+      openedPage = page;
       if (options.startUrl) await page.goto(options.startUrl);
       if (closing) throw closedError();
       return page;
@@ -252,9 +263,15 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
 
   const lazy = createLazyPage(openPage, options);
 
-  async function shutdown(): Promise<void> {
+  async function shutdown(outcome: "completed" | "failed" | undefined): Promise<CapturedArtifact[]> {
     signal?.removeEventListener("abort", onAbort);
-    if (!launching) return;
+    if (!launching) return [];
+    let artifacts: CapturedArtifact[] = [];
+    if (outcome && options.capture) {
+      // Only a browser that finished launching in time has anything to show.
+      const context = await Promise.race([launching.catch(() => undefined), new Promise<undefined>((r) => setTimeout(r, CLOSE_TIMEOUT_MS, undefined))]);
+      if (context) artifacts = await captureArtifacts(context, openedPage, options.capture, outcome).catch(() => []);
+    }
     // A launch still under way gets the same grace as a close: its browser is
     // then closed (or killed), never orphaned.
     const graceful = launching.then((context) => context.close());
@@ -265,10 +282,13 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
       await settlesWithin(graceful, KILL_WAIT_MS);
     }
     if (userDataDir) await rm(userDataDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
+    return artifacts;
   }
 
-  const close = () => (closing ??= shutdown());
-  const onAbort = () => void close();
+  const close = (outcome?: "completed" | "failed") => (closing ??= shutdown(outcome));
+  // A stop (timeout, cancel) is a failure: what the page showed then is kept.
+  // Not at a shutdown ("interrupted"), whose time is counted.
+  const onAbort = () => void close(signal?.reason === "finished" || signal?.reason === "interrupted" ? undefined : "failed");
   if (signal?.aborted) void close();
   else signal?.addEventListener("abort", onAbort, { once: true });
 

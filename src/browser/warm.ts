@@ -1,5 +1,6 @@
 import { tmpdir } from "node:os";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { captureArtifacts, startTrace, type CaptureConfig, type CapturedArtifact } from "./capture";
 import { CLOSE_TIMEOUT_MS, DEFAULT_VIEWPORT, KILL_WAIT_MS, killProcessesUsing, LAUNCH_ARGS, LAUNCH_TIMEOUT_MS, settlesWithin, unavailableError } from "./browser";
 
 export interface PageRequest {
@@ -8,6 +9,7 @@ export interface PageRequest {
   viewport?: { width: number; height: number };
   chromiumPath?: string;
   configuredChromiumPath?: string;
+  capture?: CaptureConfig;
 }
 
 interface Slot {
@@ -71,6 +73,7 @@ export class WarmBrowser {
     let slot = await this.#takePrepared(request);
     if (!slot) slot = await this.#newSlot(this.#launch(request.headless, executablePath), request.viewport);
     this.#current = slot;
+    await startTrace(slot.context, request.capture);
     const wanted = request.viewport ?? DEFAULT_VIEWPORT;
     const size = slot.page.viewportSize();
     if (!size || size.width !== wanted.width || size.height !== wanted.height) await slot.page.setViewportSize(wanted);
@@ -105,6 +108,19 @@ export class WarmBrowser {
       return;
     }
     if (this.#browser && !this.#closed) this.#prepare();
+  }
+
+  /**
+   * The artifacts of the job's page (before releaseJob closes it): nothing
+   * when the job never opened one, or its page did not open in time.
+   */
+  async captureJob(config: CaptureConfig | undefined, outcome: "completed" | "failed"): Promise<CapturedArtifact[]> {
+    if (!config) return [];
+    const opening = this.#opening;
+    if (opening && !(await settlesWithin(opening, CLOSE_TIMEOUT_MS))) return [];
+    const slot = this.#current;
+    if (!slot) return [];
+    return captureArtifacts(slot.context, slot.page, config, outcome).catch(() => []);
   }
 
   /** Closes the browser (the worker is stopping). Returns within about 7 s. */

@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import { Hono, type Context } from "hono";
 import { z } from "zod";
+import { artifactRoutes } from "../artifacts/routes";
 import { credentialRoutes } from "../credentials/routes";
 import { deploymentRoutes } from "../deployments/routes";
 import { jobRoutes } from "../jobs/routes";
@@ -26,6 +27,7 @@ import type { AppDeps, Caller, RouteDef } from "./route";
 export const apiRoutes: readonly RouteDef[] = [
   ...credentialRoutes,
   ...jobRoutes,
+  ...artifactRoutes,
   ...workflowRoutes,
   ...webhookRoutes,
   ...scheduleRoutes,

@@ -97,6 +97,8 @@ export const ROUTE_ERRORS: Record<string, readonly ("NOT_FOUND" | "CONFLICT")[]>
   "/v1/jobs/get": ["NOT_FOUND"],
   "/v1/jobs/list": [],
   "/v1/jobs/cancel": ["NOT_FOUND", "CONFLICT"],
+  "/v1/jobs/artifacts": ["NOT_FOUND"],
+  "/v1/artifacts/download": ["NOT_FOUND"],
   "/v1/logs/list": ["NOT_FOUND"],
   "/v1/tenant/settings": [],
   "/v1/workflows/list": [],

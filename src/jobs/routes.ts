@@ -75,6 +75,7 @@ export const jobCreateInput = z
     residential_proxy: optional(z.union([z.boolean(), z.string().max(256), z.record(z.string(), z.unknown())])),
     disable_default_proxy: optional(z.boolean()),
     credential_id: optional(z.string().max(256)),
+    trace: optional(z.boolean()).describe("Extension: keep a Playwright trace of the job's browser as an artifact (/v1/jobs/artifacts)"),
   })
   .refine((i) => (i.callback_url === undefined) === (i.callback_secret === undefined), {
     message: "give callback_url and callback_secret together, or neither",

@@ -19,6 +19,8 @@ export interface CreateJobInput {
   callback_secret?: string;
   skip_callbacks?: boolean;
   gpu?: boolean;
+  /** Extension: keep a Playwright trace of the job's browser. */
+  trace?: boolean;
   residential_proxy?: unknown;
   disable_default_proxy?: boolean;
   credential_id?: string;
@@ -177,6 +179,7 @@ async function prepareQueuedJob(
     residential_proxy: input.residential_proxy,
     disable_default_proxy: input.disable_default_proxy,
     credential_id: input.credential_id,
+    trace: input.trace,
   };
   const sealedParamsCredentials =
     fromCaller !== undefined

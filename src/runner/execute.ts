@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { format } from "node:util";
 import { createLazyBrowser, type BrowserOptions } from "../browser/browser";
+import type { CapturedArtifact } from "../browser/capture";
 import { handlerInput, type WorkflowContext, type WorkflowDefinition } from "../workflows/define";
 import { LogRedactionBuffer, Redactor, type Secret } from "./redactor";
 
@@ -35,9 +36,13 @@ export interface ExecuteOptions {
   onHandlerStart?(): void;
 }
 
-export type ExecuteOutcome =
+export type ExecuteOutcome = (
   | { status: "completed"; result: unknown }
-  | { status: "failed" | "cancelled"; failureClass: FailureClass; error: string; mappedStack: string | null };
+  | { status: "failed" | "cancelled"; failureClass: FailureClass; error: string; mappedStack: string | null }
+) & {
+  /** What the job's browser left (screenshots, trace), when it had one. */
+  artifacts?: CapturedArtifact[];
+};
 
 // console.* inside a handler belongs to that handler's job: the active job is
 // found through async context, so concurrent jobs never mix their lines.
@@ -70,7 +75,14 @@ function captureConsole() {
  * timeout + grace; the browser, if one was started, is closed before it does.
  */
 export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteOutcome> {
+  let artifacts: CapturedArtifact[] = [];
+  const outcome = await run(options, (taken) => (artifacts = taken));
+  return artifacts.length > 0 ? { ...outcome, artifacts } : outcome;
+}
+
+async function run(options: ExecuteOptions, keep: (artifacts: CapturedArtifact[]) => void): Promise<ExecuteOutcome> {
   captureConsole();
+  let outcome: ExecuteOutcome | undefined;
   const redactor = new Redactor(options.secrets);
   const buffer = new LogRedactionBuffer(redactor, (level, message, heldMs) => options.log(level, message, heldMs));
   const write = (level: LogLevel, message: string) => buffer.push(level, message);
@@ -92,10 +104,10 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
   const fail = failureRedactedBy(redactor);
 
   try {
-    if (abort.signal.aborted) return stoppedOutcome(stoppedBy!, options.timeoutMs, fail);
+    if (abort.signal.aborted) return (outcome = stoppedOutcome(stoppedBy!, options.timeoutMs, fail));
 
     const checked = handlerInput(options.definition, options.params, options.credentials);
-    if (!checked.ok) return fail("error", checked.error);
+    if (!checked.ok) return (outcome = fail("error", checked.error));
     const { input } = checked;
 
     const ctx: WorkflowContext = {
@@ -127,23 +139,25 @@ export async function executeWorkflow(options: ExecuteOptions): Promise<ExecuteO
       ),
       stopped,
     ]);
-    if (stoppedBy) return stoppedOutcome(stoppedBy, options.timeoutMs, fail);
-    if (settled === "stopped") return stoppedOutcome("cancelled", options.timeoutMs, fail);
+    if (stoppedBy) return (outcome = stoppedOutcome(stoppedBy, options.timeoutMs, fail));
+    if (settled === "stopped") return (outcome = stoppedOutcome("cancelled", options.timeoutMs, fail));
     if (!settled.ok) {
       const error = settled.error;
-      if (error instanceof Error) return fail("error", error.message || error.name, error.stack ?? null);
-      return fail("error", `The handler threw a non-error value: ${safeString(error)}`);
+      if (error instanceof Error) return (outcome = fail("error", error.message || error.name, error.stack ?? null));
+      return (outcome = fail("error", `The handler threw a non-error value: ${safeString(error)}`));
     }
-    return finishResult(settled.value, options, redactor, fail);
+    return (outcome = finishResult(settled.value, options, redactor, fail));
   } catch (error) {
     // Only our own code runs here (browser start, input parsing); report it as the job's error.
-    return fail("error", error instanceof Error ? error.message : String(error), error instanceof Error ? (error.stack ?? null) : null);
+    return (outcome = fail("error", error instanceof Error ? error.message : String(error), error instanceof Error ? (error.stack ?? null) : null));
   } finally {
     clearTimeout(timer);
     options.stop?.removeEventListener("abort", onStop);
+    // Closed (and captured) before the "finished" abort, which would close it without a capture.
+    const closed = browser.close(outcome === undefined ? undefined : outcome.status === "completed" ? "completed" : "failed");
     if (!abort.signal.aborted) abort.abort("finished");
     clearTimeout(graceTimer);
-    await browser.close().catch(() => {});
+    keep(await closed.catch(() => []));
     buffer.flush();
   }
 }

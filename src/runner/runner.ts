@@ -1,5 +1,6 @@
+import { enforceTenantCap, insertArtifacts, type ArtifactRow } from "../artifacts/store";
 import { recordAuditEventSoon } from "../audit/store";
-import type { Clock } from "../clock";
+import { randomId, type Clock } from "../clock";
 import type { Config } from "../config";
 import { openStoredValue } from "../credentials/service";
 import { finishJob, type JobEndHook } from "../jobs/lifecycle";
@@ -23,7 +24,8 @@ export interface RunnerDeps {
   resolveWorkflow: JobWorkflowResolver;
   /** Runs handlers: in worker processes, or in this process (UNDERSTUDY_WORKFLOW_ISOLATION=none). */
   executor: JobExecutor;
-  config: Pick<Config, "jobs" | "chromiumPath">;
+  config: Pick<Config, "jobs" | "chromiumPath"> & Partial<Pick<Config, "artifacts">>;
+  newId?: () => string;
   clock: Clock;
   log: Logger;
 }
@@ -35,6 +37,8 @@ export interface JobOptions {
   viewport?: { width: number; height: number };
   /** Names the caller gave in params.credentials: those stored credentials are not needed. */
   caller_credential_names?: string[];
+  /** Keep a Playwright trace of the job's browser (jobs/create `trace`). */
+  trace?: boolean;
 }
 
 export const jobParamsCredentialsContext = (jobId: string) => `job/${jobId}/params-credentials`;
@@ -252,9 +256,11 @@ export class Runner {
         mappedStack: null,
       };
     }
+    const artifacts = this.#artifactRows(row, outcome, logs);
     try {
       await logs.close();
       await db.transaction().execute(async (trx) => {
+        await insertArtifacts(trx, artifacts);
         await finishJob(trx, this.#deps.jobEndHooks ?? [], row.id, ["running", "starting_browser"], {
           status: outcome.status,
           failure_class: outcome.status === "completed" ? null : outcome.failureClass,
@@ -264,6 +270,8 @@ export class Runner {
           completed_at: clock.now().toISOString(),
         });
       });
+      const cap = this.#deps.config.artifacts?.maxBytesPerTenant ?? 0;
+      if (artifacts.length > 0 && cap > 0) await enforceTenantCap(db, row.tenant_id, cap);
     } catch (error) {
       log.log("error", "could not record the end of a job", { job_id: row.id, error: error instanceof Error ? error.message : "error" });
     } finally {
@@ -322,6 +330,12 @@ export class Runner {
       this.#auditInjection(row, used);
     }
 
+    // A trace records every page call with its arguments, typed values
+    // included, and is not redacted: a job given any secret value gets none.
+    const trace = options.trace === true && secrets.length === 0;
+    if (options.trace === true && !trace) {
+      logs.push("warn", "No trace was kept: this job was given credential values, which a trace would record in clear (README \"Job artifacts\").");
+    }
     return this.#deps.executor.execute({
       jobId: row.id,
       tenantId: row.tenant_id,
@@ -338,11 +352,43 @@ export class Runner {
         startUrl: options.start_url ?? workflow.startUrl,
         viewport: options.viewport ?? workflow.viewport,
         chromiumPath: config.chromiumPath,
+        capture: config.artifacts
+          ? {
+              screenshots: config.artifacts.screenshots,
+              trace,
+              // Every value the job was given to keep secret: an input holding one is masked.
+              maskValues: secrets.map((s) => s.value),
+              maxBytes: config.artifacts.maxBytes,
+            }
+          : undefined,
       },
       stop: abort.signal,
       log: (level, message, heldMs) => logs.push(level, message, heldMs),
       onHandlerStart: () => this.onHandlerStart?.(row.id),
     });
+  }
+
+  /** The rows of what the job's browser left; one over the size limit is a log line instead. */
+  #artifactRows(row: jobs.JobRow, outcome: ExecuteOutcome, logs: JobLogWriter): ArtifactRow[] {
+    const at = this.#deps.clock.now().toISOString();
+    const rows: ArtifactRow[] = [];
+    for (const artifact of outcome.artifacts ?? []) {
+      if (!artifact.bytes) {
+        logs.push("warn", `The ${artifact.kind} of this job was ${artifact.sizeBytes} bytes, over the limit of ${this.#deps.config.artifacts?.maxBytes ?? 0} bytes (UNDERSTUDY_ARTIFACT_MAX_BYTES); it was not kept.`);
+        continue;
+      }
+      rows.push({
+        id: (this.#deps.newId ?? randomId)(),
+        tenant_id: row.tenant_id,
+        job_id: row.id,
+        kind: artifact.kind,
+        content_type: artifact.contentType,
+        size_bytes: artifact.bytes.byteLength,
+        bytes: artifact.bytes,
+        created_at: at,
+      });
+    }
+    return rows;
   }
 
   /** One audit event per injected credential, batched like every other read (recordAuditEventSoon). */

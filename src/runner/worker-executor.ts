@@ -1,6 +1,7 @@
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { findChromium } from "../browser/browser";
+import type { CapturedArtifact } from "../browser/capture";
 import type { Logger } from "../log";
 import { selfCommand } from "../runtime";
 import { WORKER_SUBCOMMAND, type DiscoveredWorkflow, type JobOutcomeMessage, type WorkerKind } from "../worker/protocol";
@@ -41,6 +42,17 @@ export class WorkerExecutor implements JobExecutor {
     const writes = new LogRedactionBuffer(redactor, run.log);
     const chromiumPath = findChromium(run.browser.chromiumPath);
 
+    const capture = run.browser.capture;
+    // From an untrusted worker: one of each kind, checked against the limit, its type decided here.
+    const artifacts: CapturedArtifact[] = [];
+    const onArtifact = (kind: "screenshot" | "trace", sizeBytes: number, data: string | undefined) => {
+      if (!capture || artifacts.some((a) => a.kind === kind)) return;
+      if (kind === "trace" && !capture.trace) return;
+      const bytes = data === undefined ? undefined : new Uint8Array(Buffer.from(data, "base64"));
+      const contentType = kind === "screenshot" ? "image/png" : "application/zip";
+      if (bytes && bytes.byteLength > capture.maxBytes) artifacts.push({ kind, contentType, bytes: undefined, sizeBytes: bytes.byteLength });
+      else artifacts.push({ kind, contentType, bytes, sizeBytes: bytes?.byteLength ?? sizeBytes });
+    };
     return new Promise<ExecuteOutcome>((resolve) => {
       let stoppedBy: "timeout" | StopReason | undefined;
       let settled = false;
@@ -52,7 +64,7 @@ export class WorkerExecutor implements JobExecutor {
         clearTimeout(graceTimer);
         run.stop.removeEventListener("abort", onAbort);
         writes.flush();
-        resolve(outcome);
+        resolve(artifacts.length > 0 ? { ...outcome, artifacts } : outcome);
         void this.pool.release(worker, reusable);
       };
       const stopped = () => stoppedOutcome(stoppedBy!, run.timeoutMs, fail);
@@ -84,12 +96,14 @@ export class WorkerExecutor implements JobExecutor {
             viewport: run.browser.viewport,
             chromiumPath,
             configuredChromiumPath: run.browser.chromiumPath,
+            capture,
           },
         },
         {
           started: () => run.onHandlerStart?.(),
           log: (level, message) => writes.push(level, message, "log"),
           output: (stream, line) => writes.push(stream === "stdout" ? "info" : "error", line, stream),
+          artifact: onArtifact,
           ended: (outcome) => finish(stoppedBy ? stopped() : outcomeOf(outcome, run.maxResultBytes, redactor, fail), true),
           lost: (reason) =>
             finish(

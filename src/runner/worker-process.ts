@@ -23,6 +23,8 @@ export interface JobListener {
   /** A line the code wrote to stdout or stderr. */
   output(stream: "stdout" | "stderr", line: string): void;
   ended(outcome: JobOutcomeMessage): void;
+  /** A screenshot or trace of the job's page, before it ended; data is base64, absent when it was too large. */
+  artifact?(kind: "screenshot" | "trace", sizeBytes: number, data: string | undefined): void;
   /** The worker died (or was killed) before the job ended. */
   lost(reason: string): void;
 }
@@ -297,6 +299,9 @@ export class WorkerProcess {
         return;
       case "output":
         if (job?.id === message.jobId) this.#written[message.stream].push(message.text);
+        return;
+      case "artifact":
+        if (job?.id === message.jobId) job.listener.artifact?.(message.kind, message.sizeBytes, message.data);
         return;
       case "ended":
         if (job?.id !== message.jobId) return;

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { systemClock, randomId, type Clock, type IdSource } from "../clock";
 import type { Config } from "../config";
+import { Pruner } from "../artifacts/retention";
 import { flushAuditEvents } from "../audit/store";
 import { upgradeCredentialSeals } from "../credentials/service";
 import { createApp } from "../http/app";
@@ -139,6 +140,8 @@ export interface RunningServer extends Listening {
   readonly db: Db;
   readonly vault: Vault;
   readonly runner: Runner;
+  /** Deletes old artifacts, job logs and webhook deliveries (README "Job artifacts"). */
+  readonly pruner: Pruner;
   readonly workflows: WorkflowRegistry;
   /** How handlers run, in a few words, for the dev banner. */
   readonly isolation: string;
@@ -191,7 +194,9 @@ export async function startServer(
     clock,
     log,
     jobEndHooks,
+    newId,
   });
+  const pruner = new Pruner({ db: store.db, clock, log, config });
   const webhookDeps = {
     db: store.db,
     vault: store.vault,
@@ -237,6 +242,7 @@ export async function startServer(
   await deployments.resumeInterrupted();
   deliveries.start();
   scheduler.start();
+  pruner.start();
   const stopWatching = options.watchWorkflows ? workflows.watch() : () => {};
   return {
     ...listening,
@@ -244,6 +250,7 @@ export async function startServer(
     db: store.db,
     vault: store.vault,
     runner,
+    pruner,
     workflows,
     isolation,
     async close() {
@@ -252,6 +259,7 @@ export async function startServer(
       await sessions.closeAll();
       await listening.stop();
       await scheduler.stop();
+      await pruner.stop();
       deployments.stop();
       await runner.shutdown();
       await deliveries.stop();

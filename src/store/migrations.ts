@@ -262,4 +262,28 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable("credentials").addColumn("seal_format", "integer", (c) => c.notNull().defaultTo(1)).execute();
     },
   },
+  "0007_job_artifacts": {
+    async up(db: Kysely<any>) {
+      // What a browser job left to look at: screenshots and Playwright traces,
+      // their bytes here (covered by backups, deleted in the same transaction
+      // as their row). Pruned by age and by a size cap per tenant (src/artifacts/retention.ts).
+      await db.schema
+        .createTable("job_artifacts")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("job_id", "text", (c) => c.notNull())
+        .addColumn("kind", "text", (c) => c.notNull())
+        .addColumn("content_type", "text", (c) => c.notNull())
+        .addColumn("size_bytes", "integer", (c) => c.notNull())
+        .addColumn("bytes", "blob", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("job_artifacts_job").on("job_artifacts").columns(["tenant_id", "job_id"]).execute();
+      await db.schema.createIndex("job_artifacts_created").on("job_artifacts").columns(["created_at"]).execute();
+      await db.schema.createIndex("job_artifacts_tenant_created").on("job_artifacts").columns(["tenant_id", "created_at"]).execute();
+      // Pruning finds finished jobs' logs and deliveries by age.
+      await db.schema.createIndex("jobs_completed_at").on("jobs").columns(["completed_at"]).execute();
+      await db.schema.createIndex("webhook_deliveries_completed").on("webhook_deliveries").columns(["status", "completed_at"]).execute();
+    },
+  },
 };

@@ -17,6 +17,7 @@ export interface Database {
   schedules: SchedulesTable;
   deployments: DeploymentsTable;
   deployment_workflows: DeploymentWorkflowsTable;
+  job_artifacts: JobArtifactsTable;
 }
 
 export interface TenantsTable {
@@ -236,5 +237,17 @@ export interface DeploymentWorkflowsTable {
   viewport: string | null;
   auth_profile_name: string | null;
   auth_profile_refresh: number | null;
+  created_at: string;
+}
+
+export interface JobArtifactsTable {
+  id: string;
+  tenant_id: string;
+  job_id: string;
+  /** screenshot | trace */
+  kind: string;
+  content_type: string;
+  size_bytes: number;
+  bytes: Uint8Array;
   created_at: string;
 }

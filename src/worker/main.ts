@@ -15,6 +15,7 @@
 import { writeSync } from "node:fs";
 import { format } from "node:util";
 import { createLazyPage } from "../browser/browser";
+import type { CapturedArtifact } from "../browser/capture";
 import { WarmBrowser } from "../browser/warm";
 import { handlerInput, type WorkflowDefinition } from "../workflows/define";
 import { loadWorkflowFile, registerPlaywrightModules, registerWorkflowModules } from "../workflows/load";
@@ -116,14 +117,39 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     const abort = new AbortController();
     active = { id: job.jobId, abort };
     const lazy = createLazyPage(() => browser.openPage(job.browser), job.browser);
-    // Closing the job's context makes a pending page call reject at once.
-    abort.signal.addEventListener("abort", () => void browser.releaseJob(), { once: true });
+    // What the page showed is kept once, at the first of: the stop, the
+    // handler's end. It is sent at once: a handler that ignores the stop is
+    // killed at the end of its grace, and the server keeps what came before.
+    let captured: Promise<void> | undefined;
+    const capture = (outcome: "completed" | "failed") =>
+      (captured ??= (lazy.opened ? browser.captureJob(job.browser.capture, outcome) : Promise.resolve([] as CapturedArtifact[])).then((artifacts) => {
+        for (const artifact of artifacts) {
+          send({
+            type: "artifact",
+            jobId: job.jobId,
+            kind: artifact.kind,
+            sizeBytes: artifact.sizeBytes,
+            data: artifact.bytes ? Buffer.from(artifact.bytes).toString("base64") : undefined,
+          });
+        }
+      }));
+    // Closing the job's context makes a pending page call reject at once
+    // (after its screenshot; none at a shutdown, whose time is counted).
+    abort.signal.addEventListener(
+      "abort",
+      () => {
+        if (abort.signal.reason === "interrupted") captured ??= Promise.resolve();
+        void capture("failed").finally(() => browser.releaseJob());
+      },
+      { once: true },
+    );
     let outcome: JobOutcomeMessage;
     try {
       outcome = await callHandler(job, lazy.page, abort.signal, () => send({ type: "started", jobId: job.jobId }));
     } catch (error) {
       outcome = { status: "failed", error: describe(error), stack: error instanceof Error ? (error.stack ?? null) : null };
     }
+    await capture(outcome.status === "completed" ? "completed" : "failed");
     send({ type: "ended", jobId: job.jobId, outcome });
     active = undefined;
     await browser.releaseJob();

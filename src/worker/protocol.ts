@@ -21,8 +21,17 @@ export type WorkerKind = z.infer<typeof workerKind>;
 
 const viewport = z.object({ width: z.number().int().positive(), height: z.number().int().positive() });
 
+/** What the job keeps when it ends (src/browser/capture.ts). */
+export const captureRequest = z.object({
+  screenshots: z.enum(["always", "failure", "never"]),
+  trace: z.boolean(),
+  maskValues: z.array(z.string()),
+  maxBytes: z.number().int().positive(),
+});
+
 export const browserRequest = z.object({
   headless: z.boolean(),
+  capture: captureRequest.optional(),
   startUrl: z.string().optional(),
   viewport: viewport.optional(),
   /** The Chromium executable the server found, or undefined when none was found. */
@@ -91,6 +100,14 @@ export const workerMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("log"), jobId: z.string(), level: logLevel, message: z.string() }),
   /** Text the code passed to process.stdout/stderr.write during the job, raw (not split into lines). */
   z.object({ type: z.literal("output"), jobId: z.string(), stream: z.enum(["stdout", "stderr"]), text: z.string() }),
+  /** Sent before "ended": a screenshot or trace of the job's page, base64 (absent when over capture.maxBytes). */
+  z.object({
+    type: z.literal("artifact"),
+    jobId: z.string(),
+    kind: z.enum(["screenshot", "trace"]),
+    sizeBytes: z.number().int().nonnegative(),
+    data: z.string().max(32 * 1024 * 1024).optional(),
+  }),
   z.object({ type: z.literal("ended"), jobId: z.string(), outcome: jobOutcome }),
   /** The last job's browser context is closed: the worker can take the next job. */
   z.object({ type: z.literal("idle") }),

@@ -226,7 +226,8 @@ describe("renames re-seal", () => {
 async function legacyDatabase(dbPath: string, masterKey: Uint8Array, values: Record<string, string>): Promise<string> {
   const db = await openDatabase({ path: dbPath, synchronous: "normal", busyTimeoutMs: 5000 });
   try {
-    const { "0005_credential_seal_format": _, ...before } = migrations;
+    // Up to 0004: later migrations (0005 and any added since) came after.
+    const before = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < "0005_credential_seal_format"));
     const { error } = await new Migrator({ db, provider: { getMigrations: async () => before } }).migrateToLatest();
     if (error) throw error;
     const vault = await Vault.open(db, { current: toMasterKey(masterKey) }, systemClock);

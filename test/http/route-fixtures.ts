@@ -132,6 +132,24 @@ export async function expectCredential(server: TestServer, credential: SeededCre
   expect(expectOk(response, false)).toEqual({ id: credential.id, value: credential.value });
 }
 
+const ARTIFACT_MARKER = "alpha-artifact-bytes";
+const ARTIFACT_MARKER_BASE64 = Buffer.from(ARTIFACT_MARKER).toString("base64");
+
+/**
+ * A job of `tenant` (default alpha) with one artifact. The suites' runner is
+ * paused, so the row is written as the runner would write it.
+ */
+export async function seedArtifact(server: TestServer, tenant: Tenant = "alpha"): Promise<{ id: string; jobId: string }> {
+  const jobId = await seedJob(server, { tenant });
+  const id = crypto.randomUUID();
+  const bytes = new Uint8Array(Buffer.from(ARTIFACT_MARKER));
+  await server.db
+    .insertInto("job_artifacts")
+    .values({ id, tenant_id: server.tenants[tenant], job_id: jobId, kind: "screenshot", content_type: "image/png", size_bytes: bytes.byteLength, bytes, created_at: new Date().toISOString() })
+    .execute();
+  return { id, jobId };
+}
+
 export function expectNotFound(response: TestResponse): void {
   expectError(response, 404, "NOT_FOUND", false);
 }
@@ -481,6 +499,45 @@ export const routeFixtures: Record<string, RouteFixture> = {
         input: { id: alphaJob },
         expectResponse: expectNotFound,
         alphaStillSees: () => expectJob(server, alphaJob, "queued"),
+      };
+    },
+  },
+
+  "/v1/jobs/artifacts": {
+    async valid({ server }) {
+      return { id: (await seedArtifact(server)).jobId };
+    },
+    invalid: (valid) => [...badIds(valid), { why: "no id", input: {}, path: ["id"] }],
+    async otherTenant({ server }) {
+      const alpha = await seedArtifact(server);
+      return {
+        input: { id: alpha.jobId },
+        expectResponse: expectNotFound,
+        alphaStillSees: async () => {
+          const output = expectOk(await server.post("/v1/jobs/artifacts", { id: alpha.jobId }), false);
+          expect(output.artifacts.map((a: { artifact_id: string }) => a.artifact_id)).toEqual([alpha.id]);
+        },
+      };
+    },
+  },
+
+  "/v1/artifacts/download": {
+    async valid({ server }) {
+      return { id: (await seedArtifact(server)).id };
+    },
+    invalid: (valid) => [...badIds(valid), { why: "no id", input: {}, path: ["id"] }],
+    async otherTenant({ server }) {
+      const alpha = await seedArtifact(server);
+      return {
+        input: { id: alpha.id },
+        expectResponse(response) {
+          expectNotFound(response);
+          expect(response.text).not.toContain(ARTIFACT_MARKER_BASE64);
+        },
+        alphaStillSees: async () => {
+          const output = expectOk(await server.post("/v1/artifacts/download", { id: alpha.id }), false);
+          expect(Buffer.from(output.data, "base64").toString()).toBe(ARTIFACT_MARKER);
+        },
       };
     },
   },
