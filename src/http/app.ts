@@ -4,6 +4,7 @@ import { z } from "zod";
 import { credentialRoutes } from "../credentials/routes";
 import { deploymentRoutes } from "../deployments/routes";
 import { jobRoutes } from "../jobs/routes";
+import { profileRoutes } from "../profiles/routes";
 import { scheduleRoutes } from "../schedules/routes";
 import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
@@ -29,6 +30,7 @@ export const apiRoutes: readonly RouteDef[] = [
   ...webhookRoutes,
   ...scheduleRoutes,
   ...deploymentRoutes,
+  ...profileRoutes,
 ] as unknown as RouteDef[];
 
 /** Builds the Hono app. It never listens: tests, the binary and the Node entry all serve this. */

@@ -12,6 +12,7 @@ import { expect } from "bun:test";
 import { workflow } from "../../src/workflows/define";
 import { uniqueName, type TestResponse, type TestServer } from "../helpers";
 import { deploymentFixtures } from "./fixtures/deployments";
+import { profileFixtures } from "./fixtures/profiles";
 import { scheduleFixtures } from "./fixtures/schedules";
 import { webhookFixtures } from "./fixtures/webhooks";
 import { uploadBase64 } from "../deployments/upload";
@@ -562,4 +563,5 @@ export const routeFixtures: Record<string, RouteFixture> = {
   ...webhookFixtures,
   ...scheduleFixtures,
   ...deploymentFixtures,
+  ...profileFixtures,
 };
