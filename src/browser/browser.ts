@@ -5,6 +5,7 @@ import { delimiter, join } from "node:path";
 // Types only: playwright-core costs ~0.45 s and ~70 MB to load (measured), so
 // it is imported when a job first launches a browser, not at start-up.
 import type { BrowserContext, Page } from "playwright-core";
+import type { StorageState } from "../profiles/state";
 
 export interface BrowserOptions {
   headless: boolean;
@@ -13,6 +14,8 @@ export interface BrowserOptions {
   viewport?: { width: number; height: number };
   /** UNDERSTUDY_CHROMIUM_PATH; when unset, PATH is searched for chromium, chromium-browser, google-chrome. */
   chromiumPath?: string;
+  /** A browser profile's state (cookies, localStorage), loaded into the fresh context before the start URL. */
+  storageState?: StorageState;
 }
 
 export interface LazyBrowser {
@@ -22,6 +25,8 @@ export interface LazyBrowser {
   readonly started: boolean;
   /** Closes the browser if one was started; idempotent, and returns within about 5 s. */
   close(): Promise<void>;
+  /** The context's storageState now (a refreshing profile's), or undefined when no browser was opened. */
+  storageState(): Promise<unknown>;
 }
 
 export class BrowserUnavailableError extends Error {
@@ -241,6 +246,8 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
     try {
       const context = await launching;
       if (closing) throw closedError();
+      if (options.storageState) await context.setStorageState(options.storageState);
+      if (closing) throw closedError();
       const page = context.pages()[0] ?? (await context.newPage());
       if (options.startUrl) await page.goto(options.startUrl);
       if (closing) throw closedError();
@@ -278,6 +285,11 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
       return started;
     },
     close,
+    async storageState() {
+      if (!launching || closing) return undefined;
+      const context = await launching;
+      return context.storageState();
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 import { tmpdir } from "node:os";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { StorageState } from "../profiles/state";
 import { CLOSE_TIMEOUT_MS, DEFAULT_VIEWPORT, KILL_WAIT_MS, killProcessesUsing, LAUNCH_ARGS, LAUNCH_TIMEOUT_MS, settlesWithin, unavailableError } from "./browser";
 
 export interface PageRequest {
@@ -8,6 +9,8 @@ export interface PageRequest {
   viewport?: { width: number; height: number };
   chromiumPath?: string;
   configuredChromiumPath?: string;
+  /** A browser profile's state, loaded into the job's fresh context before the start URL. */
+  storageState?: StorageState;
 }
 
 interface Slot {
@@ -71,6 +74,7 @@ export class WarmBrowser {
     let slot = await this.#takePrepared(request);
     if (!slot) slot = await this.#newSlot(this.#launch(request.headless, executablePath), request.viewport);
     this.#current = slot;
+    if (request.storageState) await slot.context.setStorageState(request.storageState);
     const wanted = request.viewport ?? DEFAULT_VIEWPORT;
     const size = slot.page.viewportSize();
     if (!size || size.width !== wanted.width || size.height !== wanted.height) await slot.page.setViewportSize(wanted);
@@ -84,6 +88,13 @@ export class WarmBrowser {
    * in time means a wedged browser: it is killed, and the next job launches
    * a new one.
    */
+  /** The job's context's storageState now (a refreshing profile's), or undefined when the job opened no page. */
+  async storageState(): Promise<unknown> {
+    const opening = this.#opening;
+    if (opening) await opening.catch(() => {});
+    return this.#current?.context.storageState();
+  }
+
   async releaseJob(): Promise<void> {
     // A page still opening is the job's too. A handler that returns right
     // after its first page use (`return { url: page.url() }` starts the

@@ -111,7 +111,7 @@ export async function uploadProfileState(
  * check and the delete share one transaction, and the runner takes its
  * reference in the transaction that claims a job.
  */
-export async function deleteProfile(deps: ProfileDeps, actor: Actor, name: string): Promise<void> {
+export async function deleteProfile(deps: Pick<ProfileDeps, "db" | "clock">, actor: Actor, name: string): Promise<void> {
   let refusal: { error: AppError; outcome: AuditOutcome; profile: { id?: string; name: string }; detail?: string } | undefined;
   await deps.db.transaction().execute(async (trx) => {
     const existing = await store.findProfileByName(trx, actor.tenantId, name);
