@@ -51,7 +51,7 @@ export const profileRoutes = [
   }),
   defineRoute({
     path: "/v1/browserProfiles/delete",
-    summary: "Delete a browser profile and its state; 404 when absent, 409 while a running job uses it.",
+    summary: "Delete a browser profile and its state; 404 when absent, 409 while a queued or running job uses it.",
     input: z.object({ name: profileName }),
     output: z.object({ success: z.literal(true), deleted_count: z.literal(1), message: z.string() }),
     async handler({ deps, caller }, input) {

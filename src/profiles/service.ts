@@ -107,9 +107,10 @@ export async function uploadProfileState(
 }
 
 /**
- * Deletes a profile unless a running job uses it (409 with the job ids). The
- * check and the delete share one transaction, and the runner takes its
- * reference in the transaction that claims a job.
+ * Deletes a profile unless a queued or running job uses it (409 with the job
+ * ids). The check and the delete share one transaction; a job takes its
+ * reference in the transaction that queues it (when the profile exists then)
+ * and again in the one that claims it.
  */
 export async function deleteProfile(deps: Pick<ProfileDeps, "db" | "clock">, actor: Actor, name: string): Promise<void> {
   let refusal: { error: AppError; outcome: AuditOutcome; profile: { id?: string; name: string }; detail?: string } | undefined;
@@ -121,7 +122,7 @@ export async function deleteProfile(deps: Pick<ProfileDeps, "db" | "clock">, act
     }
     const jobIds = await store.listReferencingJobIds(trx, actor.tenantId, existing.id);
     if (jobIds.length > 0) {
-      const jobs = jobIds.length === 1 ? "1 running job" : `${jobIds.length} running jobs`;
+      const jobs = jobIds.length === 1 ? "1 queued or running job" : `${jobIds.length} queued or running jobs`;
       const them = jobIds.length === 1 ? "it" : "them";
       refusal = {
         error: new AppError(
@@ -147,7 +148,7 @@ export async function deleteProfile(deps: Pick<ProfileDeps, "db" | "clock">, act
 // ---------------------------------------------------------------------------
 // Jobs
 
-/** Takes a running job's reference to the tenant's profile of this name, if there is one (inside the claim's transaction). */
+/** Takes a job's reference to the tenant's profile of this name, if there is one (inside the transaction that queues or claims it). */
 export async function referenceProfile(trx: Db, tenantId: string, jobId: string, name: string, at: string): Promise<void> {
   const profile = await store.findProfileByName(trx, tenantId, name);
   if (profile) await store.insertJobReference(trx, tenantId, jobId, profile.id, at);

@@ -78,7 +78,7 @@ export async function deleteProfile(db: Db, tenantId: string, id: string): Promi
   await db.deleteFrom("browser_profiles").where("tenant_id", "=", tenantId).where("id", "=", id).execute();
 }
 
-/** The jobs (running, by the reference invariant) that use this profile. */
+/** The jobs (queued or running, by the reference invariant) that use this profile. */
 export async function listReferencingJobIds(db: Db, tenantId: string, profileId: string): Promise<string[]> {
   const rows = await db.selectFrom("job_profiles").select("job_id").where("tenant_id", "=", tenantId).where("profile_id", "=", profileId).orderBy("job_id").execute();
   return rows.map((r) => r.job_id);

@@ -280,7 +280,7 @@ export const migrations: Record<string, Migration> = {
         .execute();
       await db.schema.createIndex("browser_profiles_tenant_name").on("browser_profiles").columns(["tenant_id", "name"]).unique().execute();
 
-      // The profile a running job uses: it cannot be deleted until the job ends.
+      // The profile a queued or running job uses: it cannot be deleted until the job ends.
       await db.schema
         .createTable("job_profiles")
         .addColumn("job_id", "text", (c) => c.notNull())

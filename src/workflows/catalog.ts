@@ -18,6 +18,8 @@ export interface CatalogEntry {
   credentials: readonly string[];
   startUrl: string | undefined;
   viewport: { width: number; height: number } | undefined;
+  /** The declared browser profile, if any. */
+  authProfile: AuthProfile | undefined;
   workflowId: string;
   deploymentId: string;
   deploymentVersion: string;
@@ -122,6 +124,7 @@ function fromDeployment(w: deployments.DeploymentWorkflowRow, deployment: deploy
     credentials: JSON.parse(w.credential_names) as string[],
     startUrl: w.start_url ?? undefined,
     viewport: w.viewport ? (JSON.parse(w.viewport) as { width: number; height: number }) : undefined,
+    authProfile: deployedAuthProfile(w),
     workflowId: uuidFromHash(`deployed-workflow:${w.tenant_id}:${w.name}`),
     deploymentId: w.deployment_id,
     deploymentVersion: String(w.version),
@@ -141,6 +144,7 @@ function fromFile(w: RegisteredWorkflow): CatalogEntry {
     credentials: w.definition?.credentials ?? [],
     startUrl: w.definition?.startUrl,
     viewport: w.definition?.viewport,
+    authProfile: w.definition?.authProfile,
     workflowId: w.workflowId,
     deploymentId: w.deploymentId,
     deploymentVersion: w.deploymentVersion,

@@ -29,6 +29,24 @@ async function logsOf(server: TestServer, id: string, key?: string): Promise<str
   return expectOk(await server.post("/v1/logs/list", { jobId: id }, { key }), false).logs.map((l: { message: string }) => l.message);
 }
 
+test("a profile used by a queued job cannot be deleted until the job ends (cancelled here)", async () => {
+  const server = await startTestServer({ runnerPaused: true, workflows: [workflow("uses-portal", { authProfile: "portal", handler: () => null })] });
+  try {
+    expectOk(await server.post("/v1/browserProfiles/upload", { name: "portal", state: { cookies: [] } }), false);
+    const job = expectOk(await server.post("/v1/jobs/create", { workflow: "uses-portal" }), false);
+    const refused = expectError(await server.post("/v1/browserProfiles/delete", { name: "portal" }), 409, "CONFLICT", false);
+    expect(refused.data.job_ids).toEqual([job.job_id]);
+    expect(refused.message).toContain("1 queued or running job");
+    // Beta's profile of the same name is its own: no job of alpha holds it.
+    expectOk(await server.post("/v1/browserProfiles/ensure", { name: "portal" }, { key: server.keys.beta }), false);
+    expectOk(await server.post("/v1/browserProfiles/delete", { name: "portal" }, { key: server.keys.beta }), false);
+    expectOk(await server.post("/v1/jobs/cancel", { id: job.job_id }), false);
+    expectOk(await server.post("/v1/browserProfiles/delete", { name: "portal" }), false);
+  } finally {
+    await server.close();
+  }
+});
+
 describeWithChromium("browser profiles: API, in-process jobs, real Chromium", (chromiumPath) => {
   let site: CookieSite;
   let server: TestServer;
@@ -140,7 +158,7 @@ describeWithChromium("browser profiles: API, in-process jobs, real Chromium", (c
     await waitForJob(server, created.job_id, undefined, (job) => job.status === "running");
     const refused = expectError(await server.post("/v1/browserProfiles/delete", { name: "portal" }), 409, "CONFLICT", false);
     expect(refused.data.job_ids).toEqual([created.job_id]);
-    expect(refused.message).toContain('Browser profile "portal" is in use by 1 running job');
+    expect(refused.message).toContain('Browser profile "portal" is in use by 1 queued or running job');
     release();
     const job = await waitForJob(server, created.job_id);
     expect(job.result).toEqual({ who: "signed in as alice" });
