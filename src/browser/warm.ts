@@ -82,12 +82,6 @@ export class WarmBrowser {
     return slot.page;
   }
 
-  /**
-   * Ends the job's context (its cookies and storage go with it), then
-   * prepares the next one in the background. A context that does not close
-   * in time means a wedged browser: it is killed, and the next job launches
-   * a new one.
-   */
   /** The job's context's storageState now (a refreshing profile's), or undefined when the job opened no page. */
   async storageState(): Promise<unknown> {
     const opening = this.#opening;
@@ -95,6 +89,12 @@ export class WarmBrowser {
     return this.#current?.context.storageState();
   }
 
+  /**
+   * Ends the job's context (its cookies and storage go with it), then
+   * prepares the next one in the background. A context that does not close
+   * in time means a wedged browser: it is killed, and the next job launches
+   * a new one.
+   */
   async releaseJob(): Promise<void> {
     // A page still opening is the job's too. A handler that returns right
     // after its first page use (`return { url: page.url() }` starts the

@@ -3,7 +3,7 @@ import type { Clock } from "../clock";
 import type { Config } from "../config";
 import { openStoredValue } from "../credentials/service";
 import { openProfileForJob, ProfileUnusableError, referenceProfile, saveRefreshedState } from "../profiles/service";
-import { stateSecrets } from "../profiles/state";
+import { stateSecrets, type StorageState } from "../profiles/state";
 import { finishJob, type JobEndHook } from "../jobs/lifecycle";
 import * as jobs from "../jobs/store";
 import type { Logger } from "../log";
@@ -12,7 +12,6 @@ import { VaultUnavailableError, type Vault } from "../vault/vault";
 import type { ExecuteOutcome, LogLevel, StopReason } from "./execute";
 import type { JobExecutor, RunnableWorkflow } from "./executor";
 import type { Secret } from "./redactor";
-import type { StorageState } from "../profiles/state";
 
 /** The workflow a job row runs, or why it cannot run (a sentence for the job's error). */
 export type JobWorkflowResolver = (db: Db, row: jobs.JobRow) => Promise<RunnableWorkflow | { error: string }>;
@@ -371,7 +370,6 @@ export class Runner {
     });
   }
 
-  /** One audit event per injected credential, batched like every other read (recordAuditEventSoon). */
   /** Saves a refreshing profile's state after its job completed; a failure to save is the job's log line, not its failure. */
   async #refreshProfile(row: jobs.JobRow, name: string, profileId: string, state: unknown, logs: JobLogWriter): Promise<void> {
     if (state === undefined) {
@@ -389,6 +387,7 @@ export class Runner {
     }
   }
 
+  /** One audit event per injected credential, batched like every other read (recordAuditEventSoon). */
   #auditInjection(row: jobs.JobRow, used: { id: string; name: string; version: number }[]) {
     const at = this.#deps.clock.now().toISOString();
     for (const c of used) {
