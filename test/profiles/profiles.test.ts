@@ -7,7 +7,10 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync, existsSync } from "node:fs";
+import { systemClock } from "../../src/clock";
 import { openProfileForJob } from "../../src/profiles/service";
+import { toMasterKey } from "../../src/vault/master-key";
+import { Vault } from "../../src/vault/vault";
 import { workflow } from "../../src/workflows/define";
 import { describeWithChromium } from "../chromium";
 import { secretForms, startTestServer, type TestServer } from "../helpers";
@@ -42,6 +45,28 @@ test("a profile used by a queued job cannot be deleted until the job ends (cance
     expectOk(await server.post("/v1/browserProfiles/delete", { name: "portal" }, { key: server.keys.beta }), false);
     expectOk(await server.post("/v1/jobs/cancel", { id: job.job_id }), false);
     expectOk(await server.post("/v1/browserProfiles/delete", { name: "portal" }), false);
+  } finally {
+    await server.close();
+  }
+});
+
+test("a sealed state copied onto another tenant's or another profile's row does not open there", async () => {
+  const server = await startTestServer({ runnerPaused: true });
+  try {
+    const state = { cookies: [{ name: "sid", value: `copied-${crypto.randomUUID()}`, domain: "example.test" }] };
+    expectOk(await server.post("/v1/browserProfiles/upload", { name: "portal", state }), false);
+    expectOk(await server.post("/v1/browserProfiles/ensure", { name: "other" }), false);
+    expectOk(await server.post("/v1/browserProfiles/upload", { name: "portal", state: { cookies: [] } }, { key: server.keys.beta }), false);
+    const source = await server.db.selectFrom("browser_profiles").select(["sealed_state", "version"]).where("tenant_id", "=", server.tenants.alpha).where("name", "=", "portal").executeTakeFirstOrThrow();
+    for (const [tenant, name] of [[server.tenants.beta, "portal"], [server.tenants.alpha, "other"]] as const) {
+      await server.db.updateTable("browser_profiles").set({ sealed_state: source.sealed_state, version: source.version }).where("tenant_id", "=", tenant).where("name", "=", name).execute();
+      await expect(openProfileForJob(server.deps, tenant, "copied", name)).rejects.toThrow(`The stored state of browser profile "${name}" failed its integrity check`);
+    }
+    expect((await openProfileForJob(server.deps, server.tenants.alpha, "original", "portal")).state?.cookies[0]?.value).toBe(state.cookies[0]!.value);
+    // A tenant whose data key row is gone while it holds a profile state is never given a new key.
+    await server.db.deleteFrom("tenant_keys").where("tenant_id", "=", server.tenants.beta).execute();
+    const vault = await Vault.open(server.db, { current: toMasterKey(new Uint8Array(Buffer.from(server.masterKey, "base64"))) }, systemClock);
+    await expect(vault.sealForTenant(server.db, server.tenants.beta, "probe", "value")).rejects.toThrow("is missing");
   } finally {
     await server.close();
   }
