@@ -8,11 +8,20 @@ export type AuditAction =
   | "credential.delete"
   | "credential.read"
   | "credential.inject"
+  | "profile.ensure"
+  | "profile.upload"
+  | "profile.delete"
+  | "profile.use"
+  | "profile.refresh"
   | "api_key.rejected";
 
 export type AuditOutcome = "success" | "not_found" | "conflict" | "rejected" | "integrity_failure";
 
-/** Who did what to which credential, and how it went. Never a value. */
+/**
+ * Who did what to which credential or browser profile, and how it went. Never
+ * a value. A profile's event names it in credentialId/credentialName (the
+ * action says which kind of thing it is).
+ */
 export interface AuditEvent {
   at: string;
   tenantId: string | null;

@@ -6,6 +6,7 @@ import { delimiter, join } from "node:path";
 // it is imported when a job first launches a browser, not at start-up.
 import type { BrowserContext, Page } from "playwright-core";
 import { captureArtifacts, startTrace, type CaptureConfig, type CapturedArtifact } from "./capture";
+import type { StorageState } from "../profiles/state";
 
 export interface BrowserOptions {
   headless: boolean;
@@ -16,6 +17,8 @@ export interface BrowserOptions {
   chromiumPath?: string;
   /** What to keep when the job ends (screenshots, trace); undefined: nothing. */
   capture?: CaptureConfig;
+  /** A browser profile's state (cookies, localStorage), loaded into the fresh context before the start URL. */
+  storageState?: StorageState;
 }
 
 export interface LazyBrowser {
@@ -30,6 +33,8 @@ export interface LazyBrowser {
    * The first close decides: later calls get the same artifacts.
    */
   close(outcome?: "completed" | "failed"): Promise<CapturedArtifact[]>;
+  /** The context's storageState now (a refreshing profile's), or undefined when no browser was opened. */
+  storageState(): Promise<unknown>;
 }
 
 export class BrowserUnavailableError extends Error {
@@ -250,6 +255,8 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
     try {
       const context = await launching;
       if (closing) throw closedError();
+      if (options.storageState) await context.setStorageState(options.storageState);
+      if (closing) throw closedError();
       await startTrace(context, options.capture);
       const page = context.pages()[0] ?? (await context.newPage());
       openedPage = page;
@@ -298,6 +305,11 @@ export function createLazyBrowser(options: BrowserOptions, signal?: AbortSignal)
       return started;
     },
     close,
+    async storageState() {
+      if (!launching || closing) return undefined;
+      const context = await launching;
+      return context.storageState();
+    },
   };
 }
 

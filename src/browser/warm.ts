@@ -1,6 +1,7 @@
 import { tmpdir } from "node:os";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { captureArtifacts, startTrace, type CaptureConfig, type CapturedArtifact } from "./capture";
+import type { StorageState } from "../profiles/state";
 import { CLOSE_TIMEOUT_MS, DEFAULT_VIEWPORT, KILL_WAIT_MS, killProcessesUsing, LAUNCH_ARGS, LAUNCH_TIMEOUT_MS, settlesWithin, unavailableError } from "./browser";
 
 export interface PageRequest {
@@ -10,6 +11,8 @@ export interface PageRequest {
   chromiumPath?: string;
   configuredChromiumPath?: string;
   capture?: CaptureConfig;
+  /** A browser profile's state, loaded into the job's fresh context before the start URL. */
+  storageState?: StorageState;
 }
 
 interface Slot {
@@ -73,12 +76,20 @@ export class WarmBrowser {
     let slot = await this.#takePrepared(request);
     if (!slot) slot = await this.#newSlot(this.#launch(request.headless, executablePath), request.viewport);
     this.#current = slot;
+    if (request.storageState) await slot.context.setStorageState(request.storageState);
     await startTrace(slot.context, request.capture);
     const wanted = request.viewport ?? DEFAULT_VIEWPORT;
     const size = slot.page.viewportSize();
     if (!size || size.width !== wanted.width || size.height !== wanted.height) await slot.page.setViewportSize(wanted);
     if (request.startUrl) await slot.page.goto(request.startUrl);
     return slot.page;
+  }
+
+  /** The job's context's storageState now (a refreshing profile's), or undefined when the job opened no page. */
+  async storageState(): Promise<unknown> {
+    const opening = this.#opening;
+    if (opening) await opening.catch(() => {});
+    return this.#current?.context.storageState();
   }
 
   /**

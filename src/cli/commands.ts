@@ -1,10 +1,12 @@
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { randomId, systemClock } from "../clock";
 import { ENVIRONMENT, loadConfig, type Config } from "../config";
-import { FatalError } from "../errors";
+import { AppError, FatalError } from "../errors";
 import { jsonLogger } from "../log";
+import { deleteProfile, listProfiles, uploadProfileState } from "../profiles/service";
+import { profileName, storageState } from "../profiles/state";
 import { openStore, startServer } from "../server/start";
 import { damagedDatabaseError, openDatabase } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
@@ -201,6 +203,82 @@ ${DB_HELP}`,
       throw new UsageError(action ? `unknown or incomplete keys command: ${positionals.join(" ")}` : "keys needs create, list or revoke", this.usage);
     },
   },
+  profiles: {
+    summary: "upload, list or delete a tenant's browser profiles (saved signed-in browser state)",
+    usage: `usage: understudy profiles upload --tenant NAME PROFILE FILE [--db PATH | --dev]
+       understudy profiles list --tenant NAME [--db PATH | --dev]
+       understudy profiles delete --tenant NAME PROFILE [--db PATH | --dev]
+
+upload stores FILE, a Playwright storageState JSON file (context.storageState({ path })),
+as the state of the tenant's profile PROFILE, made if it is new, replaced otherwise.
+It is sealed with the tenant's key: upload needs UNDERSTUDY_MASTER_KEY (or
+UNDERSTUDY_MASTER_KEY_FILE). A workflow declaring authProfile: "PROFILE" starts with it.
+delete refuses while a running job uses the profile.
+${DB_HELP}`,
+    options: { ...DB_OPTION, tenant: { type: "string" } },
+    async run(io, values, positionals) {
+      const [action, name, file, ...rest] = positionals;
+      const tenantName = values.tenant as string | undefined;
+      if (!tenantName) throw new UsageError("profiles needs --tenant NAME", this.usage);
+      const checkedName = () => {
+        const parsed = profileName.safeParse(name);
+        if (!parsed.success) throw new UsageError(`invalid profile name "${name}": ${parsed.error.issues[0]?.message}`, this.usage);
+        return parsed.data;
+      };
+      if (action === "upload" && name && file && rest.length === 0) {
+        const profile = checkedName();
+        let text: string;
+        try {
+          text = readFileSync(resolve(io.cwd, file), "utf8");
+        } catch (error) {
+          throw new FatalError(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? "error"}).`);
+        }
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          throw new FatalError(`${file} is not JSON; it must be a Playwright storageState file ({"cookies": [...], "origins": [...]}).`);
+        }
+        const parsed = storageState.safeParse(json);
+        if (!parsed.success) {
+          const issue = parsed.error.issues[0]!;
+          throw new FatalError(`${file} is not a Playwright storageState: ${issue.path.join(".") || "(file)"}: ${issue.message}.`);
+        }
+        const config = loadConfig(io.env);
+        if (!config.masterKey) throw new FatalError("profiles upload seals the state with the tenant's key: set UNDERSTUDY_MASTER_KEY (or UNDERSTUDY_MASTER_KEY_FILE) to the server's master key.");
+        const keyring = { current: toMasterKey(config.masterKey), previous: config.masterKeyPrevious && toMasterKey(config.masterKeyPrevious) };
+        const store = await openStore(config, dbPathOf(io, values, config), keyring);
+        try {
+          const tenant = await requireTenant(store.db, tenantName);
+          const deps = { db: store.db, vault: store.vault, clock: systemClock, newId: randomId };
+          const { id, created, version } = await uploadProfileState(deps, { tenantId: tenant.id, apiKeyId: null }, profile, parsed.data, config.maxBodyBytes).catch(asFatal);
+          io.out(`${id}\t${profile}\tversion ${version}\n`);
+          io.err(`${created ? "Created" : "Replaced the state of"} browser profile "${profile}" of tenant "${tenant.name}" (${parsed.data.cookies.length} cookies, ${parsed.data.origins.length} origins).\n`);
+          return 0;
+        } finally {
+          await store.db.destroy();
+        }
+      }
+      if (action === "list" && !name) {
+        return withDatabase(io, values, async (db) => {
+          const tenant = await requireTenant(db, tenantName);
+          for (const p of await listProfiles(db, tenant.id)) io.out(`${p.id}\t${p.name}\t${p.version > 0 ? `version ${p.version}` : "no state"}\tupdated ${p.updatedAt}\n`);
+          return 0;
+        });
+      }
+      if (action === "delete" && name && !file) {
+        const profile = checkedName();
+        return withDatabase(io, values, async (db) => {
+          const tenant = await requireTenant(db, tenantName);
+          // Deleting needs no key: nothing is sealed or opened.
+          await deleteProfile({ db, clock: systemClock }, { tenantId: tenant.id, apiKeyId: null }, profile).catch(asFatal);
+          io.err(`Deleted browser profile "${profile}" of tenant "${tenant.name}".\n`);
+          return 0;
+        });
+      }
+      throw new UsageError(action ? `unknown or incomplete profiles command: ${positionals.join(" ")}` : "profiles needs upload, list or delete", this.usage);
+    },
+  },
   "rotate-key": {
     summary: "re-wrap every tenant key with a new master key",
     usage: `usage: understudy rotate-key [--db PATH | --dev]
@@ -326,6 +404,15 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
     }
     throw error;
   }
+}
+
+/** A service's refusal (not found, in use, too large) as the command's failure. */
+function asFatal(error: unknown): never {
+  if (error instanceof AppError) {
+    const jobs = Array.isArray(error.data.job_ids) ? ` Jobs: ${error.data.job_ids.join(", ")}.` : "";
+    throw new FatalError(`${error.message}${jobs}`);
+  }
+  throw error;
 }
 
 function requestLogger(io: Io) {

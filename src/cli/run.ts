@@ -1,15 +1,16 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { randomId } from "../clock";
 import { loadConfig } from "../config";
 import { FatalError } from "../errors";
+import { stateSecrets, storageState, type StorageState } from "../profiles/state";
 import { executeWorkflow } from "../runner/execute";
 import type { WorkflowDefinition } from "../workflows/define";
 import { loadWorkflowFile } from "../workflows/load";
 import { parseDotenv } from "./dotenv";
 import { UsageError, type Io } from "./io";
 
-export const RUN_USAGE = `usage: understudy run FILE [--params JSON | --params-file F] [--workflow NAME] [--headed] [--timeout SECONDS]
+export const RUN_USAGE = `usage: understudy run FILE [--params JSON | --params-file F] [--workflow NAME] [--headed] [--timeout SECONDS] [--profile-state STATE]
 
 Runs one workflow from FILE on this machine, with no server and no database.
 The result is printed as JSON on stdout; log lines go to stderr. Exit 0 when
@@ -20,6 +21,12 @@ the workflow completes, 1 when it fails or is cancelled (Ctrl-C).
   --workflow NAME     which workflow, when FILE exports several
   --headed            show the browser window
   --timeout SECONDS   stop the workflow after this long (default 1800)
+  --profile-state STATE
+                      a Playwright storageState JSON file (cookies, localStorage)
+                      loaded into the browser before the workflow starts, in
+                      place of the server's browser profile; when the workflow
+                      declares authProfile with refresh: true, the browser's
+                      state is written back to it after a completed run
 
 Credentials: a declared name NAME is read from LIBRETTO_CLOUD_<NAME> in the
 environment, else from a .env file in the current directory. Values given in
@@ -31,6 +38,7 @@ export const RUN_OPTIONS = {
   workflow: { type: "string" },
   headed: { type: "boolean" },
   timeout: { type: "string" },
+  "profile-state": { type: "string" },
 } as const;
 
 const DEFAULT_TIMEOUT_SECONDS = 1800;
@@ -103,6 +111,12 @@ export async function runWorkflowLocally(io: Io, values: Record<string, string |
   const path = resolve(io.cwd, file);
   if (!existsSync(path)) throw new UsageError(`no such file: ${file}`, RUN_USAGE);
   const definition = pickWorkflow(await loadWorkflowFile(path), file, values.workflow as string | undefined);
+  const stateFile = values["profile-state"] as string | undefined;
+  const state = stateFile === undefined ? undefined : readProfileState(io, stateFile);
+  if (stateFile === undefined && definition.authProfile) {
+    io.err(`[warn] workflow "${definition.name}" declares authProfile "${definition.authProfile.name}"; a local run starts without it unless given --profile-state FILE\n`);
+  }
+  const refresh = stateFile !== undefined && definition.authProfile?.refresh === true;
 
   let input = params;
   let credentials: Record<string, string> | undefined;
@@ -129,7 +143,7 @@ export async function runWorkflowLocally(io: Io, values: Record<string, string |
     definition,
     params: input,
     credentials,
-    secrets: Object.entries(credentials ?? {}).map(([name, value]) => ({ name, value })),
+    secrets: [...Object.entries(credentials ?? {}).map(([name, value]) => ({ name, value })), ...(state ? stateSecrets(state) : [])],
     session: randomId(),
     timeoutMs: timeoutSeconds * 1000,
     graceMs: config.jobs.graceMs,
@@ -139,11 +153,20 @@ export async function runWorkflowLocally(io: Io, values: Record<string, string |
       startUrl: definition.startUrl,
       viewport: definition.viewport,
       chromiumPath: config.chromiumPath,
+      storageState: state,
     },
+    captureState: refresh,
     stop: stop.signal,
     log: (level, message) => io.err(`[${level}] ${message}\n`),
   });
 
+  if (outcome.status === "completed" && refresh && outcome.storageState !== undefined) {
+    const saved = storageState.safeParse(outcome.storageState);
+    if (saved.success) {
+      writeFileSync(resolve(io.cwd, stateFile!), `${JSON.stringify(saved.data, null, 2)}\n`, { mode: 0o600 });
+      io.err(`[info] browser state saved to ${stateFile} (authProfile refresh)\n`);
+    }
+  }
   if (outcome.status === "completed") {
     io.out(`${JSON.stringify(outcome.result, null, 2)}\n`);
     return 0;
@@ -151,6 +174,28 @@ export async function runWorkflowLocally(io: Io, values: Record<string, string |
   const stack = outcome.mappedStack?.split("\n").filter((line) => /^\s+at /.test(line)) ?? [];
   io.err(`understudy run: workflow "${definition.name}" ${outcome.status} (${outcome.failureClass}): ${outcome.error}\n${stack.map((l) => `${l}\n`).join("")}`);
   return 1;
+}
+
+/** --profile-state: a storageState file; what is wrong is said without quoting its values. */
+function readProfileState(io: Io, file: string): StorageState {
+  let text: string;
+  try {
+    text = readFileSync(resolve(io.cwd, file), "utf8");
+  } catch (error) {
+    throw new UsageError(`--profile-state ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`, RUN_USAGE);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new UsageError(`--profile-state ${file} is not valid JSON`, RUN_USAGE);
+  }
+  const parsed = storageState.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UsageError(`--profile-state ${file} is not a Playwright storageState: ${issue.path.join(".") || "(file)"}: ${issue.message}`, RUN_USAGE);
+  }
+  return parsed.data;
 }
 
 function missingCredentialsMessage(missing: readonly string[]): string {

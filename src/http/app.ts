@@ -5,6 +5,7 @@ import { artifactRoutes } from "../artifacts/routes";
 import { credentialRoutes } from "../credentials/routes";
 import { deploymentRoutes } from "../deployments/routes";
 import { jobRoutes } from "../jobs/routes";
+import { profileRoutes } from "../profiles/routes";
 import { scheduleRoutes } from "../schedules/routes";
 import { sessionRoutes } from "../sessions/routes";
 import { webhookRoutes } from "../webhooks/routes";
@@ -33,6 +34,7 @@ export const apiRoutes: readonly RouteDef[] = [
   ...scheduleRoutes,
   ...deploymentRoutes,
   ...sessionRoutes,
+  ...profileRoutes,
 ] as unknown as RouteDef[];
 
 /** Builds the Hono app. It never listens: tests, the binary and the Node entry all serve this. */

@@ -123,6 +123,10 @@ export const ROUTE_ERRORS: Record<string, readonly ("NOT_FOUND" | "CONFLICT")[]>
   "/v1/deployments/list": [],
   "/v1/deployments/sync": ["NOT_FOUND"],
   "/v1/deployments/get": ["NOT_FOUND"],
+  "/v1/browserProfiles/ensure": [],
+  "/v1/browserProfiles/list": [],
+  "/v1/browserProfiles/delete": ["NOT_FOUND", "CONFLICT"],
+  "/v1/browserProfiles/upload": [],
 };
 
 const responseRef = (code: ErrorCode) => ({ $ref: `#/components/responses/${errorResponses[code]!.name}` });

@@ -1,4 +1,5 @@
 import type { Db } from "../store/database";
+import { releaseProfileReferences } from "../profiles/service";
 import * as store from "./store";
 
 /**
@@ -23,6 +24,7 @@ export async function finishJob(
 ): Promise<boolean> {
   if (!(await store.endJob(trx, id, from, end))) return false;
   await store.releaseJobReferences(trx, id);
+  await releaseProfileReferences(trx, id);
   if (hooks.length > 0) {
     const row = await store.findJobById(trx, id);
     if (row) for (const hook of hooks) await hook(trx, row);

@@ -4,6 +4,7 @@ import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
 import type { Db } from "../store/database";
 import type { CatalogEntry } from "../workflows/catalog";
 import { refuseLiteralTarget } from "../webhooks/address";
+import { referenceProfile } from "../profiles/service";
 import { finishJob } from "./lifecycle";
 import * as store from "./store";
 
@@ -104,6 +105,7 @@ export async function insertQueuedJobs(
   const outcomes: QueuedJobOutcome[] = [];
   const jobs: store.NewJob[] = [];
   const wanted: { job: store.NewJob; names: string[] }[] = [];
+  const profiles: { job: store.NewJob; name: string }[] = [];
   const notes: Parameters<typeof store.insertJobLogs>[1] = [];
   const lookups = new Map<string, Promise<CatalogEntry>>();
   for (const { tenantId, input } of requests) {
@@ -117,6 +119,7 @@ export async function insertQueuedJobs(
     }
     jobs.push(prepared.job);
     if (prepared.wanted.length > 0) wanted.push({ job: prepared.job, names: prepared.wanted });
+    if (prepared.profile !== undefined) profiles.push({ job: prepared.job, name: prepared.profile });
     notes.push(...prepared.notes);
     outcomes.push({ id: prepared.job.id, workflow: prepared.job.workflow });
   }
@@ -131,6 +134,8 @@ export async function insertQueuedJobs(
     for (const c of stored) references.push({ job_id: job.id, credential_id: c.id, tenant_id: job.tenant_id, created_at: job.created_at });
   }
   await store.insertReferenceRows(trx, references);
+  // Its browser profile, when the tenant has one of that name, cannot be deleted while the job waits or runs.
+  for (const { job, name } of profiles) await referenceProfile(trx, job.tenant_id, job.id, name, job.created_at);
   for (let i = 0; i < notes.length; i += store.ROWS_PER_INSERT) await store.insertJobLogs(trx, notes.slice(i, i + store.ROWS_PER_INSERT));
   return outcomes;
 }
@@ -215,7 +220,7 @@ async function prepareQueuedJob(
     cancel_requested_at: null,
   };
   const notes = hostedOnlyNotes(input).map((message) => ({ job_id: id, tenant_id: tenantId, workflow: workflow.name, level: "info", message, timestamp: at }));
-  return { job, wanted: declared.filter((name) => !callerNames.includes(name)), notes };
+  return { job, wanted: declared.filter((name) => !callerNames.includes(name)), profile: workflow.authProfile?.name, notes };
 }
 
 export async function getJob(deps: AppDeps, caller: Caller, id: string) {

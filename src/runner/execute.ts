@@ -34,10 +34,12 @@ export interface ExecuteOptions {
   log(level: LogLevel, message: string, heldMs?: number): void;
   /** Called when the handler starts (after input validation), for start-delay measurements. */
   onHandlerStart?(): void;
+  /** A refreshing profile's job: a completed outcome carries the context's storageState (when a browser was opened). */
+  captureState?: boolean;
 }
 
 export type ExecuteOutcome = (
-  | { status: "completed"; result: unknown }
+  | { status: "completed"; result: unknown; /** With captureState: the browser's state at the end, never logged. */ storageState?: unknown }
   | { status: "failed" | "cancelled"; failureClass: FailureClass; error: string; mappedStack: string | null }
 ) & {
   /** What the job's browser left (screenshots, trace), when it had one. */
@@ -146,7 +148,15 @@ async function run(options: ExecuteOptions, keep: (artifacts: CapturedArtifact[]
       if (error instanceof Error) return (outcome = fail("error", error.message || error.name, error.stack ?? null));
       return (outcome = fail("error", `The handler threw a non-error value: ${safeString(error)}`));
     }
-    return (outcome = finishResult(settled.value, options, redactor, fail));
+    outcome = finishResult(settled.value, options, redactor, fail);
+    if (outcome.status === "completed" && options.captureState && browser.started) {
+      try {
+        outcome.storageState = await browser.storageState();
+      } catch {
+        write("warn", "The browser's state could not be read at the end of the job, so the browser profile was not refreshed.");
+      }
+    }
+    return outcome;
   } catch (error) {
     // Only our own code runs here (browser start, input parsing); report it as the job's error.
     return (outcome = fail("error", error instanceof Error ? error.message : String(error), error instanceof Error ? (error.stack ?? null) : null));

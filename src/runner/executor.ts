@@ -1,5 +1,5 @@
 import type { BrowserOptions } from "../browser/browser";
-import type { WorkflowDefinition } from "../workflows/define";
+import type { AuthProfile, WorkflowDefinition } from "../workflows/define";
 import { discoverDeployment, loadDeployedWorkflow } from "../worker/deployed-code";
 import type { DiscoveredWorkflow } from "../worker/protocol";
 import { registerPlaywrightModules } from "../workflows/load";
@@ -14,6 +14,7 @@ export type RunnableWorkflow =
       credentials: readonly string[];
       startUrl: string | undefined;
       viewport: { width: number; height: number } | undefined;
+      authProfile: AuthProfile | undefined;
       /** The workflow file, absolute. */
       path: string;
       /** Loaded by the server (operator code), for the in-process mode and the input schema. */
@@ -25,6 +26,7 @@ export type RunnableWorkflow =
       credentials: readonly string[];
       startUrl: string | undefined;
       viewport: { width: number; height: number } | undefined;
+      authProfile: AuthProfile | undefined;
       /** The deployment's unpacked folder and its entry module, relative to it. */
       dir: string;
       entry: string;
@@ -52,6 +54,8 @@ export interface JobRun {
   /** Receives each log line, already redacted; heldMs is how long redaction held it (its timestamp is that much earlier). */
   log(level: LogLevel, message: string, heldMs?: number): void;
   onHandlerStart?(): void;
+  /** A refreshing profile's job: the completed outcome carries the browser's state at the end. */
+  captureState?: boolean;
 }
 
 /** Runs jobs: in worker processes (the default), or in the server's own process. */
@@ -84,6 +88,7 @@ export class InProcessExecutor implements JobExecutor {
       stop: run.stop,
       log: run.log,
       onHandlerStart: run.onHandlerStart,
+      captureState: run.captureState,
     });
   }
 
@@ -115,6 +120,7 @@ async function deployedDefinition(workflow: Extract<RunnableWorkflow, { kind: "d
     output: undefined,
     startUrl: workflow.startUrl,
     viewport: workflow.viewport,
+    authProfile: workflow.authProfile,
     handler: (ctx: { session: string; page: unknown }, input: unknown) => exported.run({ session: ctx.session, get page() { return ctx.page; } }, input),
   } as unknown as WorkflowDefinition;
 }

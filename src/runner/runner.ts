@@ -3,6 +3,8 @@ import { recordAuditEventSoon } from "../audit/store";
 import { randomId, type Clock } from "../clock";
 import type { Config } from "../config";
 import { openStoredValue } from "../credentials/service";
+import { openProfileForJob, ProfileUnusableError, referenceProfile, saveRefreshedState } from "../profiles/service";
+import { stateSecrets, type StorageState } from "../profiles/state";
 import { finishJob, type JobEndHook } from "../jobs/lifecycle";
 import * as jobs from "../jobs/store";
 import type { Logger } from "../log";
@@ -24,7 +26,7 @@ export interface RunnerDeps {
   resolveWorkflow: JobWorkflowResolver;
   /** Runs handlers: in worker processes, or in this process (UNDERSTUDY_WORKFLOW_ISOLATION=none). */
   executor: JobExecutor;
-  config: Pick<Config, "jobs" | "chromiumPath"> & Partial<Pick<Config, "artifacts">>;
+  config: Pick<Config, "jobs" | "chromiumPath" | "maxBodyBytes"> & Partial<Pick<Config, "artifacts">>;
   newId?: () => string;
   clock: Clock;
   log: Logger;
@@ -215,6 +217,8 @@ export class Runner {
         const wanted = ("error" in workflow ? [] : workflow.credentials).filter((name) => !options.caller_credential_names?.includes(name));
         const stored = await jobs.findCredentialIdsByName(trx, row.tenant_id, wanted);
         await jobs.insertReferences(trx, row.tenant_id, row.id, stored.map((c) => c.id), at);
+        // Its browser profile cannot be deleted (or swapped) while it runs.
+        if (!("error" in workflow) && workflow.authProfile) await referenceProfile(trx, row.tenant_id, row.id, workflow.authProfile.name, at);
       }
       // Registered before the claim commits, so a cancel that waits on this
       // transaction always finds the job's abort controller.
@@ -233,8 +237,12 @@ export class Runner {
     const { db, clock, log } = this.#deps;
     const logs = new JobLogWriter(db, row, clock);
     let outcome: ExecuteOutcome;
+    const profile: { used?: { id: string } } = {};
     try {
-      outcome = await this.#execute(row, workflow, abort, logs);
+      outcome = await this.#execute(row, workflow, abort, logs, profile);
+      if (outcome.status === "completed" && !("error" in workflow) && workflow.authProfile?.refresh && profile.used) {
+        await this.#refreshProfile(row, workflow.authProfile.name, profile.used.id, outcome.storageState, logs);
+      }
     } catch (error) {
       // Our own failure (e.g. a value failed its integrity check): the job
       // fails with a message that quotes nothing of the data.
@@ -285,8 +293,9 @@ export class Runner {
     resolved: RunnableWorkflow | { error: string },
     abort: AbortController,
     logs: JobLogWriter,
+    profile: { used?: { id: string } },
   ): Promise<ExecuteOutcome> {
-    const { db, vault, config } = this.#deps;
+    const { db, vault, config, clock } = this.#deps;
     if ("error" in resolved) throw new RunnerError(resolved.error);
     const workflow = resolved;
     const options = JSON.parse(row.options) as JobOptions;
@@ -330,6 +339,20 @@ export class Runner {
       this.#auditInjection(row, used);
     }
 
+    // The declared browser profile's state, opened last, like the credentials.
+    let storageState: StorageState | undefined;
+    if (workflow.authProfile) {
+      const { name } = workflow.authProfile;
+      const opened = await openProfileForJob({ db, vault, clock }, row.tenant_id, row.id, name).catch((error: unknown) => {
+        if (error instanceof ProfileUnusableError) throw new RunnerError(error.message);
+        throw error;
+      });
+      profile.used = { id: opened.id };
+      storageState = opened.state;
+      if (storageState) secrets.push(...stateSecrets(storageState));
+      else logs.push("warn", `Browser profile "${name}" has no saved state yet, so the browser starts without one.`);
+    }
+
     // A trace records every page call with its arguments, typed values
     // included, and is not redacted: a job given any secret value gets none.
     const trace = options.trace === true && secrets.length === 0;
@@ -361,7 +384,9 @@ export class Runner {
               maxBytes: config.artifacts.maxBytes,
             }
           : undefined,
+        storageState,
       },
+      captureState: workflow.authProfile?.refresh === true,
       stop: abort.signal,
       log: (level, message, heldMs) => logs.push(level, message, heldMs),
       onHandlerStart: () => this.onHandlerStart?.(row.id),
@@ -389,6 +414,23 @@ export class Runner {
       });
     }
     return rows;
+  }
+
+  /** Saves a refreshing profile's state after its job completed; a failure to save is the job's log line, not its failure. */
+  async #refreshProfile(row: jobs.JobRow, name: string, profileId: string, state: unknown, logs: JobLogWriter): Promise<void> {
+    if (state === undefined) {
+      logs.push("info", `Browser profile "${name}" was not refreshed: the job did not open a browser.`);
+      return;
+    }
+    const { db, vault, clock, config } = this.#deps;
+    try {
+      const saved = await saveRefreshedState({ db, vault, clock }, row.tenant_id, row.id, profileId, state, config.maxBodyBytes);
+      if ("skipped" in saved) logs.push("warn", `Browser profile "${name}" was not refreshed: ${saved.skipped}.`);
+      else logs.push("info", `Browser profile "${name}" refreshed (version ${saved.version}).`);
+    } catch (error) {
+      this.#deps.log.log("error", "could not save a refreshed browser profile", { job_id: row.id, error: error instanceof Error ? error.name : "error" });
+      logs.push("warn", `Browser profile "${name}" was not refreshed: the server could not save it; the server log has the detail.`);
+    }
   }
 
   /** One audit event per injected credential, batched like every other read (recordAuditEventSoon). */

@@ -97,6 +97,8 @@ export class WorkerExecutor implements JobExecutor {
             chromiumPath,
             configuredChromiumPath: run.browser.chromiumPath,
             capture,
+            storageState: run.browser.storageState,
+            captureState: run.captureState,
           },
         },
         {
@@ -162,7 +164,17 @@ function outcomeOf(
   redactor: Redactor,
   fail: (c: FailureClass, e: string, stack?: string | null) => ExecuteOutcome,
 ): ExecuteOutcome {
-  if (outcome.status === "completed") return resultFromJson(outcome.resultJson, maxResultBytes, redactor, fail);
+  if (outcome.status === "completed") {
+    const ended = resultFromJson(outcome.resultJson, maxResultBytes, redactor, fail);
+    if (ended.status === "completed" && outcome.storageStateJson !== undefined) {
+      try {
+        ended.storageState = JSON.parse(outcome.storageStateJson);
+      } catch {
+        // Not JSON: the profile is not refreshed (the runner logs that no state came back).
+      }
+    }
+    return ended;
+  }
   return fail("error", outcome.error, outcome.stack);
 }
 

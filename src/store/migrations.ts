@@ -262,6 +262,36 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable("credentials").addColumn("seal_format", "integer", (c) => c.notNull().defaultTo(1)).execute();
     },
   },
+  "0006_browser_profiles": {
+    async up(db: Kysely<any>) {
+      // A tenant's named browser state (Playwright storageState), sealed like
+      // a credential value (src/profiles/service.ts). A profile made by
+      // browserProfiles/ensure has no state until one is uploaded or a
+      // refreshing job saves one.
+      await db.schema
+        .createTable("browser_profiles")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("name", "text", (c) => c.notNull())
+        .addColumn("sealed_state", "blob")
+        .addColumn("version", "integer", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("updated_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("browser_profiles_tenant_name").on("browser_profiles").columns(["tenant_id", "name"]).unique().execute();
+
+      // The profile a queued or running job uses: it cannot be deleted until the job ends.
+      await db.schema
+        .createTable("job_profiles")
+        .addColumn("job_id", "text", (c) => c.notNull())
+        .addColumn("profile_id", "text", (c) => c.notNull())
+        .addColumn("tenant_id", "text", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addPrimaryKeyConstraint("job_profiles_pk", ["job_id", "profile_id"])
+        .execute();
+      await db.schema.createIndex("job_profiles_profile").on("job_profiles").column("profile_id").execute();
+    },
+  },
   "0007_job_artifacts": {
     async up(db: Kysely<any>) {
       // What a browser job left to look at: screenshots and Playwright traces,

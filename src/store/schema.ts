@@ -17,6 +17,8 @@ export interface Database {
   schedules: SchedulesTable;
   deployments: DeploymentsTable;
   deployment_workflows: DeploymentWorkflowsTable;
+  browser_profiles: BrowserProfilesTable;
+  job_profiles: JobProfilesTable;
   job_artifacts: JobArtifactsTable;
 }
 
@@ -237,6 +239,24 @@ export interface DeploymentWorkflowsTable {
   viewport: string | null;
   auth_profile_name: string | null;
   auth_profile_refresh: number | null;
+  created_at: string;
+}
+
+export interface BrowserProfilesTable {
+  id: string;
+  tenant_id: string;
+  name: string;
+  /** The sealed storageState JSON; null until a state is uploaded or saved by a job. */
+  sealed_state: Uint8Array | null;
+  version: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface JobProfilesTable {
+  job_id: string;
+  profile_id: string;
+  tenant_id: string;
   created_at: string;
 }
 

@@ -74,6 +74,9 @@ export async function tenantHoldsSealedData(db: Db, tenantId: string): Promise<b
         .where((eb) => eb.or([eb("sealed_params_credentials", "is not", null), eb("sealed_callback_secret", "is not", null)])),
     )
     .unionAll(
+      db.selectFrom("browser_profiles").select(sql<number>`1`.as("found")).where("tenant_id", "=", tenantId).where("sealed_state", "is not", null),
+    )
+    .unionAll(
       db
         .selectFrom("schedules")
         .select(sql<number>`1`.as("found"))

@@ -146,6 +146,11 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     let outcome: JobOutcomeMessage;
     try {
       outcome = await callHandler(job, lazy.page, abort.signal, () => send({ type: "started", jobId: job.jobId }));
+      if (outcome.status === "completed" && job.browser.captureState && lazy.opened && !abort.signal.aborted) {
+        // A refreshing profile: what the site set during the job goes back to the server (never to the log).
+        const state = await browser.storageState().catch(() => undefined);
+        if (state !== undefined) outcome = { ...outcome, storageStateJson: JSON.stringify(state) };
+      }
     } catch (error) {
       outcome = { status: "failed", error: describe(error), stack: error instanceof Error ? (error.stack ?? null) : null };
     }

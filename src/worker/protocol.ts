@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { storageState } from "../profiles/state";
 
 /**
  * The messages between the server and a worker process, one JSON object per
@@ -38,6 +39,10 @@ export const browserRequest = z.object({
   chromiumPath: z.string().optional(),
   /** UNDERSTUDY_CHROMIUM_PATH as configured, to say what was wrong when chromiumPath is missing. */
   configuredChromiumPath: z.string().optional(),
+  /** A browser profile's state, loaded into the job's fresh context (sent only to the tenant's own worker). */
+  storageState: storageState.optional(),
+  /** A refreshing profile: a completed outcome carries the context's state at the end. */
+  captureState: z.boolean().optional(),
 });
 export type BrowserRequest = z.infer<typeof browserRequest>;
 
@@ -87,7 +92,7 @@ export type DiscoveredWorkflow = z.infer<typeof discoveredWorkflow>;
 
 export const jobOutcome = z.discriminatedUnion("status", [
   /** The handler's return value as JSON text (the server checks its size and redacts it). */
-  z.object({ status: z.literal("completed"), resultJson: z.string() }),
+  z.object({ status: z.literal("completed"), resultJson: z.string(), storageStateJson: z.string().optional() }),
   z.object({ status: z.literal("failed"), error: z.string(), stack: z.string().nullable() }),
 ]);
 export type JobOutcomeMessage = z.infer<typeof jobOutcome>;

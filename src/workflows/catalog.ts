@@ -4,6 +4,8 @@ import * as deployments from "../deployments/store";
 import type { RunnableWorkflow } from "../runner/executor";
 import type { JobRow } from "../jobs/store";
 import type { Db } from "../store/database";
+import { normaliseProfileName } from "../profiles/state";
+import type { AuthProfile } from "./define";
 import { uuidFromHash, type RegisteredWorkflow, type WorkflowRegistry } from "./registry";
 
 /** A workflow as a tenant sees it: deployed by the tenant, or one of the operator's files. */
@@ -16,6 +18,8 @@ export interface CatalogEntry {
   credentials: readonly string[];
   startUrl: string | undefined;
   viewport: { width: number; height: number } | undefined;
+  /** The declared browser profile, if any. */
+  authProfile: AuthProfile | undefined;
   workflowId: string;
   deploymentId: string;
   deploymentVersion: string;
@@ -74,6 +78,7 @@ export class WorkflowCatalog {
           credentials: JSON.parse(workflow.credential_names) as string[],
           startUrl: workflow.start_url ?? undefined,
           viewport: workflow.viewport ? (JSON.parse(workflow.viewport) as { width: number; height: number }) : undefined,
+          authProfile: deployedAuthProfile(workflow),
           dir: deploymentDir(this.deploymentsDir, deployment.tenant_id, deployment.id),
           entry: deployment.entry_point,
         };
@@ -97,10 +102,17 @@ export class WorkflowCatalog {
       credentials: definition.credentials,
       startUrl: definition.startUrl,
       viewport: definition.viewport,
+      authProfile: definition.authProfile,
       path: registered.path ?? "",
       definition,
     };
   }
+}
+
+/** A deployed workflow's authProfile (what discovery or the CLI's metadata said), normalised like a file's. */
+function deployedAuthProfile(w: deployments.DeploymentWorkflowRow): AuthProfile | undefined {
+  const name = w.auth_profile_name === null ? undefined : normaliseProfileName(w.auth_profile_name);
+  return name ? { name, refresh: w.auth_profile_refresh === 1 } : undefined;
 }
 
 function fromDeployment(w: deployments.DeploymentWorkflowRow, deployment: deployments.DeploymentRow | undefined): CatalogEntry {
@@ -112,6 +124,7 @@ function fromDeployment(w: deployments.DeploymentWorkflowRow, deployment: deploy
     credentials: JSON.parse(w.credential_names) as string[],
     startUrl: w.start_url ?? undefined,
     viewport: w.viewport ? (JSON.parse(w.viewport) as { width: number; height: number }) : undefined,
+    authProfile: deployedAuthProfile(w),
     workflowId: uuidFromHash(`deployed-workflow:${w.tenant_id}:${w.name}`),
     deploymentId: w.deployment_id,
     deploymentVersion: String(w.version),
@@ -131,6 +144,7 @@ function fromFile(w: RegisteredWorkflow): CatalogEntry {
     credentials: w.definition?.credentials ?? [],
     startUrl: w.definition?.startUrl,
     viewport: w.definition?.viewport,
+    authProfile: w.definition?.authProfile,
     workflowId: w.workflowId,
     deploymentId: w.deploymentId,
     deploymentVersion: w.deploymentVersion,

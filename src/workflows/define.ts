@@ -1,4 +1,5 @@
 import type { ZodType } from "zod";
+import { normaliseProfileName } from "../profiles/state";
 
 /** A log sink the handler can write to; every line goes through the job's redactor. */
 export interface WorkflowLog {
@@ -31,6 +32,8 @@ export interface WorkflowOptions<I = any, O = unknown> {
   output?: ZodType;
   startUrl?: string;
   viewport?: { width: number; height: number };
+  /** The tenant's browser profile whose state the job's browser starts with; with refresh, saved back after a successful job. */
+  authProfile?: string | { name: string; refresh?: boolean };
   handler?: WorkflowHandler<I, O>;
 }
 
@@ -45,7 +48,14 @@ export interface WorkflowDefinition<I = any, O = unknown> {
   readonly output: ZodType | undefined;
   readonly startUrl: string | undefined;
   readonly viewport: { width: number; height: number } | undefined;
+  /** The declared browser profile, its name normalised (trimmed). */
+  readonly authProfile: AuthProfile | undefined;
   readonly handler: WorkflowHandler<I, O>;
+}
+
+export interface AuthProfile {
+  readonly name: string;
+  readonly refresh: boolean;
 }
 
 export class WorkflowDefinitionError extends Error {}
@@ -70,6 +80,7 @@ export function workflow<I = any, O = unknown>(
     throw new WorkflowDefinitionError(`workflow "${name}": credentials must be an array of names`);
   }
   const credentials = [...new Set(declared.map((c) => c.trim().toLowerCase()).filter((c) => c !== ""))];
+  const authProfile = authProfileOf(name, options.authProfile);
   return Object.freeze({
     [WORKFLOW]: true as const,
     name: name.trim(),
@@ -78,8 +89,23 @@ export function workflow<I = any, O = unknown>(
     output: options.output,
     startUrl: options.startUrl,
     viewport: options.viewport,
+    authProfile,
     handler,
   });
+}
+
+/** authProfile: "name" or {name, refresh?}, as libretto takes it. */
+function authProfileOf(workflowName: string, declared: WorkflowOptions["authProfile"]): AuthProfile | undefined {
+  if (declared === undefined || declared === null) return undefined;
+  const raw = typeof declared === "string" ? declared : typeof declared === "object" ? declared.name : undefined;
+  const refresh = typeof declared === "object" ? declared.refresh : undefined;
+  const name = typeof raw === "string" ? normaliseProfileName(raw) : undefined;
+  if (!name || (refresh !== undefined && typeof refresh !== "boolean")) {
+    throw new WorkflowDefinitionError(
+      `workflow "${workflowName}": authProfile must be a profile name (letters, digits, '.', '_', '-') or { name, refresh?: boolean }`,
+    );
+  }
+  return Object.freeze({ name, refresh: refresh === true });
 }
 
 export function isWorkflowDefinition(value: unknown): value is WorkflowDefinition {

@@ -8,7 +8,7 @@ import { postJson, runCliProcess, startServerProcess, processScope } from "../pr
 
 const { workDir, started, cleanup } = processScope();
 afterAll(cleanup);
-const COMMANDS = ["serve", "dev", "keygen", "tenants", "keys", "rotate-key", "backup", "restore", "run", "healthcheck", "version"];
+const COMMANDS = ["serve", "dev", "keygen", "tenants", "keys", "profiles", "rotate-key", "backup", "restore", "run", "healthcheck", "version"];
 
 describe("usage", () => {
   test("no command, an unknown command or an unknown flag prints usage and exits 2", async () => {

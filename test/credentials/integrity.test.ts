@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Migrator } from "kysely";
+import { Migrator, sql } from "kysely";
 import { systemClock, randomId } from "../../src/clock";
 import { openDatabase } from "../../src/store/database";
 import { migrations } from "../../src/store/migrations";
@@ -230,6 +230,11 @@ async function legacyDatabase(dbPath: string, masterKey: Uint8Array, values: Rec
     const before = Object.fromEntries(Object.entries(migrations).filter(([name]) => name < "0005_credential_seal_format"));
     const { error } = await new Migrator({ db, provider: { getMigrations: async () => before } }).migrateToLatest();
     if (error) throw error;
+    // Today's vault asks, before it makes a tenant's first data key, whether
+    // the tenant holds sealed data in tables of later migrations too: an
+    // empty stand-in for the time of the sealing, dropped afterwards, so the
+    // database keeps the schema of 0004.
+    await sql`CREATE TABLE browser_profiles (tenant_id TEXT, sealed_state BLOB)`.execute(db);
     const vault = await Vault.open(db, { current: toMasterKey(masterKey) }, systemClock);
     const tenant = await createTenant(db, systemClock, randomId, "acme");
     const { key } = await createApiKey(db, systemClock, randomId, tenant.id);
@@ -239,6 +244,7 @@ async function legacyDatabase(dbPath: string, masterKey: Uint8Array, values: Rec
       const sealed = await vault.sealForTenant(db, tenant.id, `credential/${id}/1`, value);
       await db.insertInto("credentials").values({ id, tenant_id: tenant.id, name, sealed_value: sealed, version: 1, created_at: at, updated_at: at }).execute();
     }
+    await sql`DROP TABLE browser_profiles`.execute(db);
     return key;
   } finally {
     await db.destroy();

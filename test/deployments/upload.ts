@@ -28,7 +28,12 @@ export interface UploadWorkflow {
   /** The handler's body: `async (ctx, input) => { BODY }`, with `ctx` and `input` in scope. */
   body: string;
   inputSchema?: unknown;
+  /** As libretto's deploy records it: authProfileName / authProfileRefresh in the metadata and on the export. */
+  authProfile?: { name: string; refresh?: boolean };
 }
+
+const authProfileFields = (w: UploadWorkflow) =>
+  w.authProfile ? { authProfileName: w.authProfile.name, ...(w.authProfile.refresh === undefined ? {} : { authProfileRefresh: w.authProfile.refresh }) } : {};
 
 export interface UploadOptions {
   workflows: UploadWorkflow[];
@@ -81,7 +86,7 @@ export function bootstrapSource(options: UploadOptions): string {
   const bundle = gzipSync(Buffer.from(source)).toString("base64");
   const hash = createHash("sha256").update(source).digest("hex").slice(0, 16);
   const proxies = options.workflows
-    .map((w, i) => `export const workflow_${i} = proxy(${JSON.stringify(w.name)}, ${JSON.stringify({ credentialNames: w.credentials ?? [] })});`)
+    .map((w, i) => `export const workflow_${i} = proxy(${JSON.stringify(w.name)}, ${JSON.stringify({ credentialNames: w.credentials ?? [], ...authProfileFields(w) })});`)
     .join("\n");
   return `import { createRequire, Module } from "node:module";
 import { existsSync, writeFileSync } from "node:fs";
@@ -119,6 +124,8 @@ function proxy(name, metadata) {
     [BRAND]: true,
     name,
     credentialNames: metadata.credentialNames,
+    authProfileName: metadata.authProfileName,
+    authProfileRefresh: metadata.authProfileRefresh,
     async run(ctx, input) {
       const target = Object.values(implementation()).find((w) => w && w[BRAND] && w.name === name);
       if (!target) throw new Error("workflow " + name + " is missing from the bundle");
@@ -153,6 +160,7 @@ export function uploadFiles(options: UploadOptions): Record<string, string> {
         name: w.name,
         credentialNames: w.credentials ?? [],
         ...(w.inputSchema ? { inputSchema: w.inputSchema } : {}),
+        ...authProfileFields(w),
         sourceFile: "src/workflows.ts",
       })),
     });

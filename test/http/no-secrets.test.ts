@@ -74,6 +74,20 @@ beforeAll(async () => {
   await call("/v1/credentials/delete", { id: createdId }, server.keys.beta); // 404
   responses.push({ path: "/v1/credentials/list", response: await sendRequest(server, "GET", "/v1/credentials/list") }); // 405 (not POST)
   await call("/v1/no/such-route", { value: secret("unknown_route") }); // 404
+
+  // Browser profile states: successes and errors whose requests carry one.
+  const profileState = (value: string, extra: Record<string, unknown> = {}) => ({
+    cookies: [{ name: "sid", value, domain: "example.test", ...extra }],
+    origins: [{ origin: "https://example.test", localStorage: [{ name: "token", value: secret("profile_storage") }] }],
+  });
+  await call("/v1/browserProfiles/upload", { name: "portal", state: profileState(secret("profile_cookie")) });
+  await call("/v1/browserProfiles/upload", envelop({ name: "portal", state: profileState(secret("profile_cookie_env")) }));
+  await call("/v1/browserProfiles/list", {});
+  await call("/v1/browserProfiles/upload", { name: "bad name", state: profileState(secret("profile_bad_name")) }); // 400
+  await call("/v1/browserProfiles/upload", { name: "portal", state: profileState(secret("profile_bad_same_site"), { sameSite: "Sometimes" }) }); // 400
+  await call("/v1/browserProfiles/upload", { name: "portal", state: profileState(secret("profile_too_large").repeat(600)) }); // 413 body
+  await call("/v1/browserProfiles/upload", { name: "portal", state: profileState(secret("profile_beta")) }, server.keys.beta);
+  await call("/v1/browserProfiles/upload", { name: "portal", state: profileState(secret("profile_no_key")) }, null); // 401
 });
 afterAll(async () => server.close());
 
@@ -117,8 +131,8 @@ describe("no secret leaks", () => {
   });
 
   test("no value appears in a list response", () => {
-    const lists = responses.filter((r) => r.path === "/v1/credentials/list" && r.response.status === 200);
-    expect(lists.length).toBe(2);
+    const lists = responses.filter((r) => r.path.endsWith("/list") && r.response.status === 200);
+    expect(lists.length).toBe(3);
     for (const { response } of lists) expectNoNeedle(response.text, "a list response");
   });
 

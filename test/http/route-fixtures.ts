@@ -13,6 +13,7 @@ import { chromiumPath } from "../chromium";
 import { workflow } from "../../src/workflows/define";
 import { uniqueName, type TestResponse, type TestServer } from "../helpers";
 import { deploymentFixtures } from "./fixtures/deployments";
+import { profileFixtures } from "./fixtures/profiles";
 import { scheduleFixtures } from "./fixtures/schedules";
 import { sessionFixtures } from "./fixtures/sessions";
 import { webhookFixtures } from "./fixtures/webhooks";
@@ -645,4 +646,5 @@ export const routeFixtures: Record<string, RouteFixture> = {
   ...scheduleFixtures,
   ...deploymentFixtures,
   ...sessionFixtures,
+  ...profileFixtures,
 };
