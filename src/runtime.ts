@@ -1,4 +1,5 @@
-import { realpathSync } from "node:fs";
+import { readdirSync, realpathSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -43,5 +44,33 @@ function realPathOf(path: string): string {
     return realpathSync(path);
   } catch {
     return path;
+  }
+}
+
+/**
+ * The directories in the temporary directory named `<prefix><pid>-...` whose
+ * server (that pid) is gone: a server killed with SIGKILL leaves its own
+ * behind. Those of this process and of live ones are not listed.
+ */
+export function staleServerDirs(prefix: string): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(tmpdir());
+  } catch {
+    return [];
+  }
+  const pattern = new RegExp(`^${prefix}(\\d+)-`);
+  return entries.flatMap((entry) => {
+    const pid = Number(pattern.exec(entry)?.[1]);
+    return pid && pid !== process.pid && !isAlive(pid) ? [join(tmpdir(), entry)] : [];
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -1,3 +1,5 @@
+import type { Selectable } from "kysely";
+import type { BrowserProfilesTable } from "../store/schema";
 import type { Db } from "../store/database";
 
 export interface ProfileRow {
@@ -11,15 +13,7 @@ export interface ProfileRow {
   updatedAt: string;
 }
 
-const toRow = (r: {
-  id: string;
-  tenant_id: string;
-  name: string;
-  sealed_state: Uint8Array | null;
-  version: number;
-  created_at: string;
-  updated_at: string;
-}): ProfileRow => ({
+const toRow = (r: Selectable<BrowserProfilesTable>): ProfileRow => ({
   id: r.id,
   tenantId: r.tenant_id,
   name: r.name,

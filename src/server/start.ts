@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { systemClock, randomId, type Clock, type IdSource } from "../clock";
@@ -17,7 +17,7 @@ import { Runner } from "../runner/runner";
 import { chooseSandbox } from "../runner/sandbox";
 import { WorkerExecutor, workerStarter } from "../runner/worker-executor";
 import { WorkerPool } from "../runner/worker-pool";
-import { isBun, selfReadablePaths } from "../runtime";
+import { isBun, selfReadablePaths, staleServerDirs } from "../runtime";
 import { removeStaleSessionBrowsers, type WrapCommand } from "../sessions/browser";
 import { cdpGateway } from "../sessions/cdp-proxy";
 import { BrowserSessions } from "../sessions/service";
@@ -59,20 +59,7 @@ const WORKERS_ROOT_PREFIX = "understudy-workers-";
  * them behind): each is named after its server's pid.
  */
 function removeStaleWorkerDirs(): void {
-  for (const entry of readdirSync(tmpdir())) {
-    const match = new RegExp(`^${WORKERS_ROOT_PREFIX}(\\d+)-`).exec(entry);
-    if (!match || Number(match[1]) === process.pid || isAlive(Number(match[1]))) continue;
-    rmSync(join(tmpdir(), entry), { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
+  for (const dir of staleServerDirs(WORKERS_ROOT_PREFIX)) rmSync(dir, { recursive: true, force: true });
 }
 
 /**

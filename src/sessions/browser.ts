@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findChromium, killProcessesUsing, LAUNCH_ARGS, LAUNCH_TIMEOUT_MS, unavailableError } from "../browser/browser";
+import { staleServerDirs } from "../runtime";
 
 /** Runs a command inside the workers' sandbox (bubblewrap), or as is: see src/runner/sandbox.ts. */
 export type WrapCommand = (command: readonly string[], paths: { tmpDir: string; readOnly: readonly string[] }) => string[];
@@ -18,27 +19,9 @@ const SESSION_DIR_PREFIX = "understudy-session-";
  * --die-with-parent ends a sandboxed one) they would run on.
  */
 export function removeStaleSessionBrowsers(): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(tmpdir());
-  } catch {
-    return;
-  }
-  for (const entry of entries) {
-    const match = new RegExp(`^${SESSION_DIR_PREFIX}(\\d+)-`).exec(entry);
-    if (!match || Number(match[1]) === process.pid || isAlive(Number(match[1]))) continue;
-    const home = join(tmpdir(), entry);
+  for (const home of staleServerDirs(SESSION_DIR_PREFIX)) {
     killProcessesUsing(join(home, "profile"));
     rmSync(home, { recursive: true, force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
