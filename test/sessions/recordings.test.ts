@@ -157,4 +157,16 @@ describeWithChromium("session recordings", (chromiumPath) => {
     expect(pngs.length).toBeGreaterThanOrEqual(2);
     for (const png of pngs) expect(decodePng(png).width).toBeGreaterThan(0);
   });
+
+  test("shutdown keeps a final screenshot of each open session (bounded in time)", async () => {
+    const server = await start({ UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: "0" });
+    const id: string = (await server.post("/v1/sessions/create", { start_url: `${site.url}` })).body.session_id;
+    // What the server's close does first (it then closes the database, in a directory the test helper removes).
+    await server.server.deps.sessions.closeAll();
+    expect((await server.post("/v1/sessions/get", { session_id: id })).body).toMatchObject({ status: "closed", closed_reason: "shutdown" });
+    const rows = await server.db.selectFrom("session_recording_frames").select(["tenant_id", "bytes"]).where("session_id", "=", id).execute();
+    expect(rows.length).toBeGreaterThanOrEqual(1);
+    expect(rows[0]!.tenant_id).toBe(server.tenants.alpha);
+    expect(decodePng(rows[0]!.bytes).width).toBeGreaterThan(0);
+  });
 });
