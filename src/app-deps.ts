@@ -3,6 +3,7 @@ import type { Config } from "./config";
 import type { Deployments } from "./deployments/service";
 import type { JobEndHook } from "./jobs/lifecycle";
 import type { Logger } from "./log";
+import type { SessionRecordings } from "./sessions/recording";
 import type { BrowserSessions } from "./sessions/service";
 import type { Db } from "./store/database";
 import type { Vault } from "./vault/vault";
@@ -41,6 +42,8 @@ export interface AppDeps {
   webhooks: WebhookHandle;
   /** Remote browser sessions (/v1/sessions/*). */
   sessions: BrowserSessions;
+  /** Session recordings (screenshots); absent: recordings/get answers null. */
+  recordings?: SessionRecordings;
   clock: Clock;
   newId: IdSource;
   log: Logger;

@@ -84,6 +84,8 @@ export interface Config {
     readonly perTenant: number;
     /** Open sessions over all tenants (each is a Chromium of its own). */
     readonly max: number;
+    /** A running session's pages are screenshotted for its recording this often; 0: only when it ends. */
+    readonly recordingIntervalMs: number;
   };
   readonly artifacts: {
     /** always: a browser job's screenshot when it fails and when it completes; failure: when it fails; never. */
@@ -140,6 +142,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_SESSION_IDLE_MS: "300000",
   UNDERSTUDY_SESSIONS_PER_TENANT: "2",
   UNDERSTUDY_MAX_SESSIONS: "4",
+  UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: "10000 (0: only a final screenshot)",
   UNDERSTUDY_SCREENSHOTS: "always (a browser job's screenshot when it fails and when it completes; failure; never)",
   UNDERSTUDY_ARTIFACT_MAX_BYTES: "20971520 (one screenshot or trace)",
   UNDERSTUDY_ARTIFACT_RETENTION_DAYS: "7 (0 keeps them)",
@@ -222,6 +225,7 @@ const envSchema = z.object({
   UNDERSTUDY_SESSION_IDLE_MS: positiveInt("milliseconds").default(300_000),
   UNDERSTUDY_SESSIONS_PER_TENANT: positiveInt("sessions").default(2),
   UNDERSTUDY_MAX_SESSIONS: positiveInt("sessions").default(4),
+  UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: nonNegativeInt("milliseconds; 0: only a final screenshot").default(10_000),
   UNDERSTUDY_SCREENSHOTS: z.enum(["always", "failure", "never"], "must be always, failure or never").default("always"),
   // A worker sends an artifact base64'd in one protocol message (at most 32 MiB): 23 MiB fits (~30.7 MiB).
   UNDERSTUDY_ARTIFACT_MAX_BYTES: positiveInt("bytes").pipe(z.number().max(23 * 1024 * 1024, "is too large (at most 24117248 bytes)")).default(20 * 1024 * 1024),
@@ -307,6 +311,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       idleMs: v.UNDERSTUDY_SESSION_IDLE_MS,
       perTenant: v.UNDERSTUDY_SESSIONS_PER_TENANT,
       max: v.UNDERSTUDY_MAX_SESSIONS,
+      recordingIntervalMs: v.UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS,
     }),
     artifacts: Object.freeze({
       screenshots: v.UNDERSTUDY_SCREENSHOTS,

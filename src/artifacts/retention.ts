@@ -2,6 +2,7 @@ import type { Clock } from "../clock";
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
+import { deleteOrphanRecordingTokens, deleteRecordingFramesBefore } from "../sessions/recording";
 import * as store from "./store";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -12,6 +13,8 @@ export interface PruneCounts {
   artifacts: number;
   logs: number;
   deliveries: number;
+  /** Screenshots of remote sessions (src/sessions/recording.ts). */
+  recordings: number;
 }
 
 /**
@@ -24,7 +27,7 @@ export interface PruneCounts {
 export async function pruneOnce(db: Db, clock: Clock, config: Config["artifacts"]): Promise<PruneCounts> {
   const now = clock.now().getTime();
   const cutoff = (days: number) => new Date(now - days * DAY_MS).toISOString();
-  const counts: PruneCounts = { artifacts: 0, logs: 0, deliveries: 0 };
+  const counts: PruneCounts = { artifacts: 0, logs: 0, deliveries: 0, recordings: 0 };
   const drain = async (deleteBatch: () => Promise<number>): Promise<number> => {
     let total = 0;
     for (let i = 0; i < MAX_BATCHES_PER_RUN; i++) {
@@ -36,6 +39,11 @@ export async function pruneOnce(db: Db, clock: Clock, config: Config["artifacts"
     return total;
   };
   if (config.retentionDays > 0) counts.artifacts += await drain(() => store.deleteArtifactsBefore(db, cutoff(config.retentionDays)));
+  // Session recordings go with the artifacts' age, and count toward no size cap.
+  if (config.retentionDays > 0) {
+    counts.recordings += await drain(() => deleteRecordingFramesBefore(db, cutoff(config.retentionDays), store.PRUNE_BATCH));
+    await deleteOrphanRecordingTokens(db);
+  }
   for (const tenantId of await store.tenantsOverCap(db, config.maxBytesPerTenant)) {
     counts.artifacts += await store.enforceTenantCap(db, tenantId, config.maxBytesPerTenant);
   }
@@ -65,7 +73,7 @@ export class Pruner {
     this.#busy = true;
     this.#running = pruneOnce(this.deps.db, this.deps.clock, this.deps.config.artifacts)
       .then((counts) => {
-        if (counts.artifacts + counts.logs + counts.deliveries > 0) this.deps.log.log("info", "pruned old rows", { ...counts });
+        if (counts.artifacts + counts.logs + counts.deliveries + counts.recordings > 0) this.deps.log.log("info", "pruned old rows", { ...counts });
       })
       .catch((error: unknown) => this.deps.log.log("error", "pruning failed", { error: error instanceof Error ? error.message : "error" }))
       .finally(() => {

@@ -8,6 +8,7 @@ import { jobRoutes } from "../jobs/routes";
 import { profileRoutes } from "../profiles/routes";
 import { scheduleRoutes } from "../schedules/routes";
 import { sessionRoutes } from "../sessions/routes";
+import { mountRecordingView } from "../sessions/view";
 import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
 import { AppError } from "../errors";
@@ -58,6 +59,7 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
   });
   app.get("/v1/openapi.json", openapi);
   mountMetrics(app, deps.db);
+  mountRecordingView(app, deps);
   // Hono answers HEAD with the GET handler; every other method on these paths is a 405.
   const getPaths = new Set(app.routes.filter((r) => r.method === "GET").map((r) => r.path));
 

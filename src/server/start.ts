@@ -20,6 +20,7 @@ import { WorkerPool } from "../runner/worker-pool";
 import { isBun, selfReadablePaths, staleServerDirs } from "../runtime";
 import { removeStaleSessionBrowsers, type WrapCommand } from "../sessions/browser";
 import { cdpGateway } from "../sessions/cdp-proxy";
+import { SessionRecordings } from "../sessions/recording";
 import { BrowserSessions } from "../sessions/service";
 import { Scheduler, scheduleJobEndHook } from "../schedules/scheduler";
 import { DeliveryWorker, webhookJobEndHook } from "../webhooks/worker";
@@ -198,8 +199,11 @@ export async function startServer(
   jobEndHooks.push(webhookJobEndHook(webhookDeps, () => deliveries.wake()), scheduleJobEndHook(scheduler.deps));
   await runner.recoverInterrupted();
   removeStaleSessionBrowsers();
+  const recordings = new SessionRecordings({ db: store.db, clock, newId, log, retentionDays: () => config.artifacts.retentionDays });
   const sessions = new BrowserSessions({
     limits: config.sessions,
+    recordings,
+    recordingIntervalMs: config.sessions.recordingIntervalMs,
     chromiumPath: config.chromiumPath,
     wrap,
     websockets: isBun,
@@ -221,6 +225,7 @@ export async function startServer(
     jobEndHooks,
     webhooks: { allowPrivate: webhookDeps.allowPrivate, wake: () => deliveries.wake() },
     sessions,
+    recordings,
     nowMs: options.nowMs,
   };
   const app = createApp(deps);

@@ -4,6 +4,7 @@ import { defineRoute } from "../http/route";
 import { successMessage, timestamp, uuid } from "../http/schemas";
 import { findJob } from "../jobs/store";
 import { httpUrl, optional } from "../jobs/routes";
+import { RECORDING_VIEW_PREFIX } from "./recording";
 
 const sessionId = uuid("session");
 const DEFAULT_TIMEOUT_SECONDS = 3600;
@@ -84,18 +85,32 @@ export const sessionRoutes = [
   }),
   defineRoute({
     path: "/v1/recordings/get",
-    summary: "The recording of a job or a session: recording_url is always null (Understudy does not record sessions yet).",
+    summary:
+      "The recording of a session: recording_url opens, in a web browser and without the API key, a page of the screenshots taken while it ran (null when none were). Jobs have no recording (their screenshots are at /v1/jobs/artifacts).",
     input: z
       .object({ session_id: optional(sessionId), job_id: optional(uuid("job")) })
       .refine((input) => (input.session_id === undefined) !== (input.job_id === undefined), "give exactly one of session_id and job_id"),
     output: z.object({
-      recording_url: z.null().describe("Always null: no recordings are kept"),
-      recording_url_expires_at: z.null(),
+      recording_url: z
+        .string()
+        .nullable()
+        .describe("http(s)://<this server>/v1/recordings/view/<session_id>/<token>: an HTML page of the session's screenshots; the token is its only credential. Null when nothing was recorded."),
+      recording_url_expires_at: timestamp.nullable().describe("When the recording is deleted (UNDERSTUDY_ARTIFACT_RETENTION_DAYS after its last screenshot); null when kept"),
     }),
-    async handler({ deps, caller }, input) {
-      if (input.session_id !== undefined) deps.sessions.get(caller.tenantId, input.session_id);
-      else if (!(await findJob(deps.db, caller.tenantId, input.job_id!))) throw new AppError("NOT_FOUND", `No job ${input.job_id}.`);
-      return { recording_url: null, recording_url_expires_at: null };
+    async handler({ deps, caller, origin }, input) {
+      if (input.job_id !== undefined) {
+        if (!(await findJob(deps.db, caller.tenantId, input.job_id))) throw new AppError("NOT_FOUND", `No job ${input.job_id}.`);
+        return { recording_url: null, recording_url_expires_at: null };
+      }
+      const id = input.session_id!;
+      const recorded = await deps.recordings?.expiry(caller.tenantId, id);
+      if (!recorded) {
+        // Another tenant's session is absent, exactly like one that never was.
+        if (!deps.sessions.knows(caller.tenantId, id)) throw new AppError("NOT_FOUND", `No browser session ${id}.`);
+        return { recording_url: null, recording_url_expires_at: null };
+      }
+      const token = await deps.recordings!.mintToken(caller.tenantId, id);
+      return { recording_url: `${origin}${RECORDING_VIEW_PREFIX}${id}/${token}`, recording_url_expires_at: recorded.expiresAt };
     },
   }),
 ];

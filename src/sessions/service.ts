@@ -5,6 +5,7 @@ import type { Config } from "../config";
 import { AppError } from "../errors";
 import type { Logger } from "../log";
 import { launchSessionBrowser, type SessionBrowser, type WrapCommand } from "./browser";
+import { capturePages, FINAL_RESERVE, MAX_FRAMES_PER_SESSION, type SessionRecordings } from "./recording";
 
 /**
  * Remote browser sessions (`libretto open <url> --provider libretto-cloud`):
@@ -64,6 +65,10 @@ interface Session {
   closedAt: Date | undefined;
   closedReason: ClosedReason | undefined;
   closing: Promise<void> | undefined;
+  /** Periodic screenshots (UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS). */
+  recordTimer: ReturnType<typeof setInterval> | undefined;
+  framesSaved: number;
+  capturing: boolean;
 }
 
 export interface CreateSessionInput {
@@ -84,7 +89,15 @@ export interface BrowserSessionsOptions {
   log: Logger;
   /** Monotonic-enough milliseconds for idle and lifetime checks; injected by tests. */
   nowMs?: () => number;
+  /** Where screenshots of the sessions' pages go; none: nothing is recorded. */
+  recordings?: SessionRecordings;
+  /** Periodic screenshots every this many ms; 0: only the final one. */
+  recordingIntervalMs?: number;
 }
+
+/** The final screenshot's time bound when a session is closed or times out, and at shutdown. */
+const FINAL_CAPTURE_MS = 3_000;
+const SHUTDOWN_CAPTURE_MS = 1_000;
 
 /** The path of a session's CDP WebSocket, before the session id and token. */
 export const CDP_PATH_PREFIX = "/v1/sessions/cdp/";
@@ -149,6 +162,9 @@ export class BrowserSessions {
       closedAt: undefined,
       closedReason: undefined,
       closing: undefined,
+      recordTimer: undefined,
+      framesSaved: 0,
+      capturing: false,
     };
     // Counted against the limits from here, while its browser starts.
     this.sessions.set(id, session);
@@ -176,6 +192,11 @@ export class BrowserSessions {
       session.status = "running";
       session.lastActivityMs = this.nowMs();
       void browser.exited.then(() => this.end(session, "browser_exited"));
+      const every = this.options.recordingIntervalMs ?? 0;
+      if (this.options.recordings && every > 0) {
+        session.recordTimer = setInterval(() => void this.record(session, every, false), every);
+        session.recordTimer.unref?.();
+      }
       this.options.log.log("info", "browser session opened", { session_id: id, tenant_id: tenantId });
     }
     return this.view(session);
@@ -256,14 +277,41 @@ export class BrowserSessions {
       session.status = "closed";
       session.closedReason = reason;
       session.closedAt = this.options.clock.now();
+      clearInterval(session.recordTimer);
       for (const socket of session.sockets) socket.close(1000, closeMessage(reason));
       session.sockets.clear();
       this.options.log.log("info", "browser session closed", { session_id: session.id, tenant_id: session.tenantId, reason });
     }
     // A browser still starting is killed once it is up (and closeAll waits for that).
-    return (session.closing ??= session.browser
-      ? session.browser.kill()
-      : (session.launching ?? Promise.resolve(undefined)).then((browser) => browser?.kill()));
+    // A running one first gives its final screenshot (bounded in time; none when it exited by itself).
+    const browser = session.browser;
+    return (session.closing ??= browser
+      ? (reason === "browser_exited" ? Promise.resolve() : this.record(session, reason === "shutdown" ? SHUTDOWN_CAPTURE_MS : FINAL_CAPTURE_MS, true)).then(() => browser.kill())
+      : (session.launching ?? Promise.resolve(undefined)).then((started) => started?.kill()));
+  }
+
+  /** Screenshots of the session's pages into its recording; a failure is logged, never thrown. */
+  private async record(session: Session, timeoutMs: number, final: boolean): Promise<void> {
+    const recordings = this.options.recordings;
+    if (!recordings || !session.browser || (!final && (session.status !== "running" || session.capturing))) return;
+    const room = MAX_FRAMES_PER_SESSION - session.framesSaved - (final ? 0 : FINAL_RESERVE);
+    if (room <= 0) return;
+    session.capturing = true;
+    try {
+      const frames = (await capturePages(session.browser.devtoolsUrl, timeoutMs)).slice(0, room);
+      if (!frames.length) return;
+      session.framesSaved += frames.length;
+      await recordings.saveFrames(session.tenantId, session.id, frames);
+    } catch (error) {
+      this.options.log.log("warn", "browser session screenshot not saved", { session_id: session.id, tenant_id: session.tenantId, error: error instanceof Error ? error.message : "error" });
+    } finally {
+      session.capturing = false;
+    }
+  }
+
+  /** Whether the tenant has (or had, within ENDED_KEPT_MS) this session. */
+  knows(tenantId: string, id: string): boolean {
+    return this.sessions.get(id)?.tenantId === tenantId;
   }
 
   private sweep(): void {

@@ -316,4 +316,33 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex("webhook_deliveries_completed").on("webhook_deliveries").columns(["status", "completed_at"]).execute();
     },
   },
+  "0008_session_recordings": {
+    async up(db: Kysely<any>) {
+      // Screenshots of a remote session's pages (src/sessions/recording.ts):
+      // periodic frames and a final one when it ends. Pruned with the job
+      // artifacts' retention (UNDERSTUDY_ARTIFACT_RETENTION_DAYS), counted
+      // toward no size cap.
+      await db.schema
+        .createTable("session_recording_frames")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("session_id", "text", (c) => c.notNull())
+        .addColumn("size_bytes", "integer", (c) => c.notNull())
+        .addColumn("bytes", "blob", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("session_recording_frames_session").on("session_recording_frames").columns(["session_id", "created_at"]).execute();
+      await db.schema.createIndex("session_recording_frames_created").on("session_recording_frames").columns(["created_at"]).execute();
+      // The view URLs' tokens (recordings/get mints one per call): SHA-256 hashes only.
+      await db.schema
+        .createTable("session_recording_tokens")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("session_id", "text", (c) => c.notNull())
+        .addColumn("token_hash", "text", (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("session_recording_tokens_session").on("session_recording_tokens").columns(["session_id", "created_at"]).execute();
+    },
+  },
 };

@@ -20,6 +20,8 @@ export interface Database {
   browser_profiles: BrowserProfilesTable;
   job_profiles: JobProfilesTable;
   job_artifacts: JobArtifactsTable;
+  session_recording_frames: SessionRecordingFramesTable;
+  session_recording_tokens: SessionRecordingTokensTable;
 }
 
 export interface TenantsTable {
@@ -269,5 +271,24 @@ export interface JobArtifactsTable {
   content_type: string;
   size_bytes: number;
   bytes: Uint8Array;
+  created_at: string;
+}
+
+export interface SessionRecordingFramesTable {
+  id: string;
+  tenant_id: string;
+  session_id: string;
+  size_bytes: number;
+  /** A PNG. */
+  bytes: Uint8Array;
+  created_at: string;
+}
+
+export interface SessionRecordingTokensTable {
+  id: string;
+  tenant_id: string;
+  session_id: string;
+  /** Hex SHA-256 of the view URL's token. */
+  token_hash: string;
   created_at: string;
 }

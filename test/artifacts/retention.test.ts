@@ -114,7 +114,7 @@ test("pruning removes old artifacts, old finished jobs' logs and old finished de
   const oldPending = await addDelivery(oldJob, "pending", null);
 
   const counts = await pruneOnce(server.db, { now: () => new Date() }, config());
-  expect(counts).toEqual({ artifacts: 1, logs: PRUNE_BATCH + 11, deliveries: 2 });
+  expect(counts).toEqual({ artifacts: 1, logs: PRUNE_BATCH + 11, deliveries: 2, recordings: 0 });
   expect(await logCount(oldJob)).toBe(0);
   expect(await logCount(recentJob)).toBe(1);
   expect(await logCount(running)).toBeGreaterThan(0);
@@ -126,7 +126,7 @@ test("pruning removes old artifacts, old finished jobs' logs and old finished de
 
   // A clock a month on: the recent rows are old now too, the running job's lines are still kept.
   const later = await pruneOnce(server.db, { now: () => new Date(Date.now() + 40 * DAY) }, config());
-  expect(later).toEqual({ artifacts: 1, logs: 1, deliveries: 1 });
+  expect(later).toEqual({ artifacts: 1, logs: 1, deliveries: 1, recordings: 0 });
   expect(await logCount(running)).toBeGreaterThan(0);
   expect(await deliveryIds()).toEqual([oldPending]);
 
@@ -136,6 +136,7 @@ test("pruning removes old artifacts, old finished jobs' logs and old finished de
     artifacts: 0,
     logs: 0,
     deliveries: 0,
+    recordings: 0,
   });
   await server.db.deleteFrom("job_artifacts").execute();
   hold.open();

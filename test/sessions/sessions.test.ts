@@ -127,10 +127,9 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       cdp_url: null,
       closed_reason: "closed",
     });
-    expect((await server.post("/v1/recordings/get", { session_id: session.session_id })).body).toEqual({
-      recording_url: null,
-      recording_url_expires_at: null,
-    });
+    // Its final screenshot is its recording (test/sessions/recordings.test.ts).
+    const recording = (await server.post("/v1/recordings/get", { session_id: session.session_id })).body;
+    expect(recording.recording_url.startsWith(`${server.url}/v1/recordings/view/${session.session_id}/`)).toBe(true);
   });
 
   test("a connected client loses the session when it is closed", async () => {
