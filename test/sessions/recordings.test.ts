@@ -1,25 +1,14 @@
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { chromium } from "playwright-core";
 import { pruneOnce } from "../../src/artifacts/retention";
 import { loadConfig } from "../../src/config";
 import { decodePng } from "../artifacts/png";
 import { describeWithChromium } from "../chromium";
-import { startTestServer, type TestServer } from "../helpers";
+import { sessionHarness } from "./support";
 
 // Session recordings (README "Remote browser sessions"): screenshots of a
 // session's pages, taken by the server, shown at a tokened URL that a person
 // opens in a web browser without the API key.
-
-function startSite() {
-  return Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch: () =>
-      new Response("<!doctype html><title>Recorded</title><body style='background:#1e90ff'><h1 id=greeting>Hello from 127.0.0.1</h1>", {
-        headers: { "content-type": "text/html" },
-      }),
-  });
-}
 
 /** The PNGs inlined in a recording page. */
 function inlinePngs(html: string): Uint8Array[] {
@@ -27,25 +16,11 @@ function inlinePngs(html: string): Uint8Array[] {
 }
 
 describeWithChromium("session recordings", (chromiumPath) => {
-  let site: ReturnType<typeof startSite>;
-  const servers: TestServer[] = [];
-  const start = async (env: Record<string, string> = {}) => {
-    const server = await startTestServer({ env: { UNDERSTUDY_CHROMIUM_PATH: chromiumPath, ...env } });
-    servers.push(server);
-    return server;
-  };
-
-  beforeAll(() => {
-    site = startSite();
-  });
-  afterAll(() => site.stop(true));
-  afterEach(async () => {
-    for (const server of servers.splice(0)) await server.close();
-  });
+  const { start, siteUrl } = sessionHarness(chromiumPath, "<!doctype html><title>Recorded</title><body style='background:#1e90ff'><h1 id=greeting>Hello from 127.0.0.1</h1>");
 
   test("a closed session's recording opens without the API key and holds a PNG of its page; only its own token opens it", async () => {
     const server = await start({ UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: "0" });
-    const session = (await server.post("/v1/sessions/create", { start_url: `${site.url}`, viewport: { width: 800, height: 600 } })).body;
+    const session = (await server.post("/v1/sessions/create", { start_url: siteUrl(), viewport: { width: 800, height: 600 } })).body;
     const id: string = session.session_id;
     // Nothing recorded yet (final screenshot only): null.
     expect((await server.post("/v1/recordings/get", { session_id: id })).body).toEqual({ recording_url: null, recording_url_expires_at: null });
@@ -144,7 +119,7 @@ describeWithChromium("session recordings", (chromiumPath) => {
 
   test("periodic screenshots are taken while a session runs, and a final one when it idles out", async () => {
     const server = await start({ UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: "200", UNDERSTUDY_SESSION_IDLE_MS: "1500" });
-    const session = (await server.post("/v1/sessions/create", { start_url: `${site.url}` })).body;
+    const session = (await server.post("/v1/sessions/create", { start_url: siteUrl() })).body;
     const id: string = session.session_id;
     const frameCount = async () => (await server.db.selectFrom("session_recording_frames").select("id").where("session_id", "=", id).execute()).length;
     for (let i = 0; i < 200 && (await frameCount()) < 2; i++) await Bun.sleep(100);
@@ -160,7 +135,7 @@ describeWithChromium("session recordings", (chromiumPath) => {
 
   test("shutdown keeps a final screenshot of each open session (bounded in time)", async () => {
     const server = await start({ UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: "0" });
-    const id: string = (await server.post("/v1/sessions/create", { start_url: `${site.url}` })).body.session_id;
+    const id: string = (await server.post("/v1/sessions/create", { start_url: siteUrl() })).body.session_id;
     // What the server's close does first (it then closes the database, in a directory the test helper removes).
     await server.server.deps.sessions.closeAll();
     expect((await server.post("/v1/sessions/get", { session_id: id })).body).toMatchObject({ status: "closed", closed_reason: "shutdown" });

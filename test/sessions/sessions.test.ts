@@ -1,20 +1,12 @@
-import { afterAll, afterEach, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumProcessesUsing, describeWithChromium, waitUntil } from "../chromium";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bwrapAssertionsApply } from "../bwrap";
-import { startTestServer, type TestServer } from "../helpers";
-
-/** A 127.0.0.1 site for the remote browser to open. */
-function startSite() {
-  return Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    fetch: () => new Response("<!doctype html><title>Remote</title><h1 id=greeting>Hello from 127.0.0.1</h1>", { headers: { "content-type": "text/html" } }),
-  });
-}
+import { startTestServer } from "../helpers";
+import { sessionHarness } from "./support";
 
 function isAlive(pid: number): boolean {
   try {
@@ -38,25 +30,11 @@ async function refusal(cdpUrl: string): Promise<string> {
 }
 
 describeWithChromium("remote browser sessions", (chromiumPath) => {
-  let site: ReturnType<typeof startSite>;
-  const servers: TestServer[] = [];
-  const start = async (env: Record<string, string> = {}) => {
-    const server = await startTestServer({ env: { UNDERSTUDY_CHROMIUM_PATH: chromiumPath, ...env } });
-    servers.push(server);
-    return server;
-  };
-
-  beforeAll(() => {
-    site = startSite();
-  });
-  afterAll(() => site.stop(true));
-  afterEach(async () => {
-    for (const server of servers.splice(0)) await server.close();
-  });
+  const { start, siteUrl } = sessionHarness(chromiumPath, "<!doctype html><title>Remote</title><h1 id=greeting>Hello from 127.0.0.1</h1>");
 
   test("a Playwright client drives the session's browser over cdp_url; the token is the URL's only credential", async () => {
     const server = await start();
-    const created = await server.post("/v1/sessions/create", { json: { timeout_seconds: 600, start_url: `${site.url}` } });
+    const created = await server.post("/v1/sessions/create", { json: { timeout_seconds: 600, start_url: siteUrl() } });
     expect(created.status).toBe(200);
     const session = created.body.json;
     expect(session).toMatchObject({ success: true, status: "running", live_view_url: null });
@@ -74,7 +52,7 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       await first.waitForLoadState();
       expect(await first.locator("#greeting").textContent()).toBe("Hello from 127.0.0.1");
       const page = await context.newPage();
-      await page.goto(`${site.url}other`);
+      await page.goto(`${siteUrl()}other`);
       expect(await page.title()).toBe("Remote");
     } finally {
       await browser.close(); // disconnects only: the session goes on
@@ -85,7 +63,7 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
     const overHttp = await chromium.connectOverCDP(cdpUrl.replace(/^ws/, "http"));
     try {
       const page = await overHttp.contexts()[0]!.newPage();
-      await page.goto(`${site.url}`);
+      await page.goto(siteUrl());
       expect(await page.locator("#greeting").textContent()).toBe("Hello from 127.0.0.1");
     } finally {
       await overHttp.close();
@@ -207,7 +185,7 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
     const browser = await chromium.connectOverCDP(session.cdp_url);
     try {
       const page = await browser.contexts()[0]!.newPage();
-      await page.goto(`${site.url}`);
+      await page.goto(siteUrl());
       expect(await page.title()).toBe("Remote");
       // file: URLs are refused before they reach the browser; the sandbox is seen from its processes' own root.
       const { userDataDir } = server.server.deps.sessions.browserOf(session.session_id)!;
@@ -252,7 +230,7 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       const cdp = await context.newCDPSession(page);
       const created = await cdp.send("Target.createTarget", { url: "FILE:///etc/hostname" }).then(() => "opened", (e: unknown) => String(e));
       expect(created).toContain("Understudy refused Target.createTarget");
-      await page.goto(`${site.url}`);
+      await page.goto(siteUrl());
       await page.setContent("<input type=file id=f>");
       const input = await cdp.send("Runtime.evaluate", { expression: "document.getElementById('f')" });
       const upload = await cdp
