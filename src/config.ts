@@ -141,7 +141,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_SCHEDULER_TICK_MS: "1000",
   UNDERSTUDY_SESSION_IDLE_MS: "300000",
   UNDERSTUDY_SESSIONS_PER_TENANT: "2",
-  UNDERSTUDY_MAX_SESSIONS: "4",
+  UNDERSTUDY_MAX_SESSIONS: "4 (0 turns remote browser sessions off)",
   UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: "10000 (0: only a final screenshot)",
   UNDERSTUDY_SCREENSHOTS: "always (a browser job's screenshot when it fails and when it completes; failure; never)",
   UNDERSTUDY_ARTIFACT_MAX_BYTES: "20971520 (one screenshot or trace)",
@@ -224,7 +224,7 @@ const envSchema = z.object({
   UNDERSTUDY_SCHEDULER_TICK_MS: positiveInt("milliseconds").default(1000),
   UNDERSTUDY_SESSION_IDLE_MS: positiveInt("milliseconds").default(300_000),
   UNDERSTUDY_SESSIONS_PER_TENANT: positiveInt("sessions").default(2),
-  UNDERSTUDY_MAX_SESSIONS: positiveInt("sessions").default(4),
+  UNDERSTUDY_MAX_SESSIONS: nonNegativeInt("sessions; 0 turns sessions off").default(4),
   UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: nonNegativeInt("milliseconds; 0: only a final screenshot").default(10_000),
   UNDERSTUDY_SCREENSHOTS: z.enum(["always", "failure", "never"], "must be always, failure or never").default("always"),
   // A worker sends an artifact base64'd in one protocol message (at most 32 MiB): 23 MiB fits (~30.7 MiB).

@@ -126,6 +126,11 @@ export class BrowserSessions {
       );
     }
     if (this.shuttingDown) throw new AppError("SERVICE_UNAVAILABLE", "The server is shutting down; create the session again once it is back.");
+    if (this.options.limits.max === 0) {
+      throw new AppError("SERVICE_UNAVAILABLE", "Remote browser sessions are turned off on this server (UNDERSTUDY_MAX_SESSIONS=0); ask its operator.", {
+        data: { reason: "sessions_off" },
+      });
+    }
     const open = [...this.sessions.values()].filter((s) => s.status !== "closed");
     const { perTenant, max } = this.options.limits;
     if (open.filter((s) => s.tenantId === tenantId).length >= perTenant) {

@@ -152,6 +152,15 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
     expect(reopened.status).toBe(200);
   });
 
+  test("UNDERSTUDY_MAX_SESSIONS=0 turns sessions off: create is a 503 saying so, and no browser starts", async () => {
+    const server = await start({ UNDERSTUDY_MAX_SESSIONS: "0" });
+    const refused = await server.post("/v1/sessions/create", {});
+    expect(refused.status).toBe(503);
+    expect(refused.body.message).toContain("turned off");
+    expect(refused.body.message).toContain("UNDERSTUDY_MAX_SESSIONS=0");
+    expect(server.deps.sessions.openSessionIds(server.tenants.alpha)).toEqual([]);
+  });
+
   test("the server's session cap refuses past UNDERSTUDY_MAX_SESSIONS", async () => {
     const server = await start({ UNDERSTUDY_SESSIONS_PER_TENANT: "2", UNDERSTUDY_MAX_SESSIONS: "1" });
     expect((await server.post("/v1/sessions/create", {})).status).toBe(200);
