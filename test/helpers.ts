@@ -123,7 +123,7 @@ export async function startTestServer(
       const key = opts.key === undefined ? keys.alpha : opts.key;
       const headers: Record<string, string> = { "content-type": "application/json", ...opts.headers };
       if (key !== null) headers["x-api-key"] = key;
-      return postTo(server.url + path, headers, body);
+      return fetchParsed(server.url + path, "POST", headers, body);
     },
     async close() {
       await server.close();
@@ -147,16 +147,7 @@ export async function sendRequest(
   const key = options.key === undefined ? server.keys.alpha : options.key;
   const headers: Record<string, string> = { "content-type": "application/json", ...options.headers };
   if (key !== null) headers["x-api-key"] = key;
-  const body = options.body === undefined ? undefined : typeof options.body === "string" ? options.body : JSON.stringify(options.body);
-  const response = await fetch(server.url + path, { method, headers, body });
-  const text = await response.text();
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = undefined;
-  }
-  return { status: response.status, headers: response.headers, body: parsed, text };
+  return fetchParsed(server.url + path, method, headers, options.body);
 }
 
 /** Tables a rejected request must leave as they were. The audit log and api_keys.last_used_at legitimately change. */
@@ -283,7 +274,7 @@ export async function serveDatabaseFile(
     url: server.url,
     db: store.db,
     logs: log.lines,
-    post: (path, key, body) => postTo(server.url + path, { "content-type": "application/json", "x-api-key": key }, body),
+    post: (path, key, body) => fetchParsed(server.url + path, "POST", { "content-type": "application/json", "x-api-key": key }, body),
     close: () => server.close(),
   };
 }
@@ -309,9 +300,9 @@ export function editDatabaseFile(dbPath: string, statements: readonly string[]):
   }
 }
 
-/** A POST of `body` (JSON unless already a string); the answer's body parsed when it is JSON. */
-async function postTo(url: string, headers: Record<string, string>, body: unknown): Promise<TestResponse> {
-  const response = await fetch(url, { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) });
+/** A request with `body` (JSON unless already a string; undefined sends none); the answer's body parsed when it is JSON. */
+async function fetchParsed(url: string, method: string, headers: Record<string, string>, body: unknown): Promise<TestResponse> {
+  const response = await fetch(url, { method, headers, body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
   const text = await response.text();
   let parsed: unknown;
   try {
