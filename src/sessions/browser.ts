@@ -1,11 +1,13 @@
 import { spawn } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { findChromium, killProcessesUsing, LAUNCH_ARGS, LAUNCH_TIMEOUT_MS, unavailableError } from "../browser/browser";
 import { staleServerDirs } from "../runtime";
+import { CdpPipe, type CdpConnection, type CdpConnectionHandlers } from "./cdp-pipe";
 
 /** Runs a command inside the workers' sandbox (bubblewrap), or as is: see src/runner/sandbox.ts. */
 export type WrapCommand = (command: readonly string[], paths: { tmpDir: string; readOnly: readonly string[] }) => string[];
@@ -32,10 +34,10 @@ export interface SessionBrowserOptions {
   wrap: WrapCommand;
 }
 
-/** One Chromium, started for one remote session and driven only through its DevTools WebSocket. */
+/** One Chromium, started for one remote session and driven only through its DevTools pipe. */
 export interface SessionBrowser {
-  /** The browser's own DevTools WebSocket (ws://127.0.0.1:<port>/devtools/browser/<id>): never given to a client. */
-  readonly devtoolsUrl: string;
+  /** A DevTools connection of its own on the browser's pipe (see CdpPipe). */
+  connect(handlers: CdpConnectionHandlers): CdpConnection;
   /** The launched process (bwrap's, when sandboxed): the leader of its process group. */
   readonly pid: number;
   /** The profile directory: its name is on every process of this browser. */
@@ -49,9 +51,10 @@ export interface SessionBrowser {
 }
 
 /**
- * Starts Chromium with a DevTools port on 127.0.0.1 (a free one, chosen by
- * Chromium: --remote-debugging-port=0) and reads the browser's WebSocket URL
- * from DevToolsActivePort in the profile. Not launched through Playwright:
+ * Starts Chromium with its DevTools on a pipe (--remote-debugging-pipe), not
+ * a port: a port on 127.0.0.1 would let any page on this host, another
+ * tenant's session's included, open its /json/list and read this session's
+ * pages. Ready when it answers Browser.getVersion. Not launched through Playwright:
  * the session's client connects with connectOverCDP and must find the start
  * page in the default context, which Playwright's launch does not give a
  * second client.
@@ -67,8 +70,7 @@ export async function launchSessionBrowser(options: SessionBrowserOptions): Prom
   const args = [
     executable,
     "--headless",
-    "--remote-debugging-port=0",
-    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-pipe",
     `--user-data-dir=${userDataDir}`,
     ...LAUNCH_ARGS,
     "--no-default-browser-check",
@@ -82,7 +84,8 @@ export async function launchSessionBrowser(options: SessionBrowserOptions): Prom
     // Its own process group: a kill reaches every Chromium process, and a
     // Ctrl-C in the server's terminal does not reach the browser first.
     detached: true,
-    stdio: "ignore",
+    // fd 3: commands to Chromium; fd 4: its answers and events.
+    stdio: ["ignore", "ignore", "ignore", "pipe", "pipe"],
     env: { PATH: "/usr/bin:/bin", HOME: home, TMPDIR: home },
   });
   let exitedNow = false;
@@ -107,29 +110,20 @@ export async function launchSessionBrowser(options: SessionBrowserOptions): Prom
       await rm(home, { recursive: true, force: true, maxRetries: 3 }).catch(() => {});
     })());
 
-  const deadline = Date.now() + LAUNCH_TIMEOUT_MS;
-  for (;;) {
-    const devtoolsUrl = readDevtoolsUrl(userDataDir);
-    if (devtoolsUrl && child.pid !== undefined) {
-      return { devtoolsUrl, pid: child.pid, userDataDir, downloadsDir, exited, kill };
-    }
-    if (exitedNow || Date.now() > deadline) {
-      await kill();
-      throw new Error(exitedNow ? "Chromium exited while starting." : `Chromium did not start within ${LAUNCH_TIMEOUT_MS / 1000} s.`);
-    }
-    await sleep(25);
+  const pipe = new CdpPipe(child.stdio[3] as Writable, child.stdio[4] as Readable);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const started = await Promise.race([
+    pipe.call("Browser.getVersion").then(
+      () => "ok" as const,
+      () => "exited" as const,
+    ),
+    exited.then(() => "exited" as const),
+    new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), LAUNCH_TIMEOUT_MS))),
+  ]);
+  clearTimeout(timer);
+  if (started !== "ok" || child.pid === undefined) {
+    await kill();
+    throw new Error(started === "timeout" ? `Chromium did not start within ${LAUNCH_TIMEOUT_MS / 1000} s.` : "Chromium exited while starting.");
   }
-}
-
-/** DevToolsActivePort holds the port, then the browser's WebSocket path. */
-function readDevtoolsUrl(userDataDir: string): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(join(userDataDir, "DevToolsActivePort"), "utf8");
-  } catch {
-    return undefined;
-  }
-  const [port, path] = text.split("\n");
-  if (!port || !/^\d+$/.test(port.trim()) || !path?.startsWith("/devtools/browser/")) return undefined;
-  return `ws://127.0.0.1:${port.trim()}${path.trim()}`;
+  return { connect: (handlers) => pipe.connect(handlers), pid: child.pid, userDataDir, downloadsDir, exited, kill };
 }

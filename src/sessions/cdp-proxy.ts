@@ -2,19 +2,18 @@ import { AppError } from "../errors";
 import { errorBody } from "../http/envelope";
 import type { GatewaySocket, SocketGateway } from "../server/listen";
 import { guardCdpCommand } from "./cdp-guard";
+import type { CdpConnection } from "./cdp-pipe";
 import { CDP_PATH_PREFIX, type AdmittedSession, type BrowserSessions } from "./service";
 
 export interface CdpSocketData {
   session: AdmittedSession;
-  upstream: WebSocket | undefined;
-  /** What the client sent before the browser's socket was open. */
-  pending: string[];
+  upstream: CdpConnection | undefined;
 }
 
 /**
  * The WebSocket a session's cdp_url points at: relays Chrome DevTools
- * Protocol messages, unchanged, between the client and the session's own
- * browser (its DevTools socket on 127.0.0.1). The token in the path is the
+ * Protocol messages between the client and the session's own browser (a
+ * connection of the client's own on the browser's DevTools pipe). The token in the path is the
  * only credential: the path is never logged or counted by path (the app's
  * request log and metrics never see these requests).
  */
@@ -41,24 +40,18 @@ export function cdpGateway(sessions: BrowserSessions): SocketGateway<CdpSocketDa
           ),
         };
       }
-      return { data: { session: admitted, upstream: undefined, pending: [] } };
+      return { data: { session: admitted, upstream: undefined } };
     },
     open(socket) {
       const { session } = socket.data;
       session.attach(socket);
-      const upstream = new WebSocket(session.devtoolsUrl);
-      upstream.binaryType = "arraybuffer";
-      socket.data.upstream = upstream;
-      upstream.onopen = () => {
-        for (const message of socket.data.pending) upstream.send(message);
-        socket.data.pending = [];
-      };
-      upstream.onmessage = (event: MessageEvent) => {
-        session.touch();
-        socket.send(typeof event.data === "string" ? event.data : new Uint8Array(event.data as ArrayBuffer));
-      };
-      upstream.onclose = () => socket.close(1000, "The session's browser closed the connection.");
-      upstream.onerror = () => socket.close(1011, "The session's browser could not be reached.");
+      socket.data.upstream = session.connect({
+        message(text) {
+          session.touch();
+          socket.send(text);
+        },
+        closed: () => socket.close(1000, "The session's browser closed the connection."),
+      });
     },
     message(socket, message) {
       const { session } = socket.data;
@@ -72,9 +65,7 @@ export function cdpGateway(sessions: BrowserSessions): SocketGateway<CdpSocketDa
         socket.send(guarded.refuse);
         return;
       }
-      const upstream = socket.data.upstream;
-      if (upstream?.readyState === WebSocket.OPEN) upstream.send(guarded.forward);
-      else socket.data.pending.push(guarded.forward);
+      socket.data.upstream?.send(guarded.forward);
     },
     close(socket) {
       socket.data.session.detach(socket);

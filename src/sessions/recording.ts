@@ -2,12 +2,13 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { sql } from "kysely";
 import type { Clock, IdSource } from "../clock";
 import type { Logger } from "../log";
+import type { CdpConnection, CdpConnectionHandlers } from "./cdp-pipe";
 import type { Db } from "../store/database";
 
 /**
  * Session recordings: screenshots of a remote session's pages, taken by the
- * server over the browser's own DevTools socket on 127.0.0.1 (never through
- * the client's cdp_url), kept per tenant in session_recording_frames and
+ * server on a DevTools connection of its own (never through the client's
+ * cdp_url), kept per tenant in session_recording_frames and
  * shown at GET /v1/recordings/view/<session_id>/<token>.
  */
 
@@ -23,42 +24,36 @@ export const RECORDING_VIEW_PREFIX = "/v1/recordings/view/";
 
 /**
  * PNG screenshots of the browser's pages (at most MAX_PAGES_PER_ROUND),
- * through raw CDP on the browser's DevTools WebSocket. Settles within
- * timeoutMs, with what it has by then (possibly nothing); never throws.
+ * through raw CDP on a DevTools connection of the server's own. Settles
+ * within timeoutMs, with what it has by then (possibly nothing); never throws.
  */
-export async function capturePages(devtoolsUrl: string, timeoutMs: number): Promise<Uint8Array[]> {
+export async function capturePages(connect: (handlers: CdpConnectionHandlers) => CdpConnection, timeoutMs: number): Promise<Uint8Array[]> {
   const frames: Uint8Array[] = [];
-  let socket: WebSocket | undefined;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const pending = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>();
   const failAll = (why: string) => {
     for (const waiter of pending.values()) waiter.reject(new Error(why));
     pending.clear();
   };
-  const work = (async () => {
-    const ws = new WebSocket(devtoolsUrl);
-    socket = ws;
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new Error("DevTools socket error"));
-    });
-    ws.onclose = () => failAll("DevTools socket closed");
-    ws.onmessage = (event: MessageEvent) => {
-      if (typeof event.data !== "string") return;
-      const message = JSON.parse(event.data) as { id?: number; result?: unknown; error?: { message?: string } };
+  const connection = connect({
+    message(text) {
+      const message = JSON.parse(text) as { id?: number; result?: unknown; error?: { message?: string } };
       const waiter = message.id === undefined ? undefined : pending.get(message.id);
       if (!waiter) return;
       pending.delete(message.id!);
       if (message.error) waiter.reject(new Error(message.error.message ?? "CDP error"));
       else waiter.resolve(message.result);
-    };
-    let nextId = 1;
-    const send = <T>(method: string, params: object = {}, sessionId?: string): Promise<T> =>
-      new Promise<T>((resolve, reject) => {
-        const id = nextId++;
-        pending.set(id, { resolve, reject });
-        ws.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
-      });
+    },
+    closed: () => failAll("DevTools pipe closed"),
+  });
+  let nextId = 1;
+  const send = <T>(method: string, params: object = {}, sessionId?: string): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const id = nextId++;
+      pending.set(id, { resolve, reject });
+      connection.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
+    });
+  const work = (async () => {
     const { targetInfos } = await send<{ targetInfos: { targetId: string; type: string }[] }>("Target.getTargets");
     // In parallel: a page that will not paint (or closes meanwhile) costs the others nothing.
     const pages = targetInfos.filter((t) => t.type === "page").slice(0, MAX_PAGES_PER_ROUND);
@@ -81,11 +76,7 @@ export async function capturePages(devtoolsUrl: string, timeoutMs: number): Prom
   await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
   clearTimeout(timer);
   failAll("capture ended");
-  try {
-    socket?.close();
-  } catch {
-    // Not open.
-  }
+  connection.close();
   return [...frames];
 }
 

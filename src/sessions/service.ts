@@ -4,6 +4,7 @@ import type { Clock, IdSource } from "../clock";
 import type { Config } from "../config";
 import { AppError } from "../errors";
 import type { Logger } from "../log";
+import type { CdpConnection, CdpConnectionHandlers } from "./cdp-pipe";
 import { launchSessionBrowser, type SessionBrowser, type WrapCommand } from "./browser";
 import { capturePages, FINAL_RESERVE, MAX_FRAMES_PER_SESSION, type SessionRecordings } from "./recording";
 
@@ -37,7 +38,8 @@ export interface SessionSocket {
 /** What the CDP proxy may do with a session it admitted. */
 export interface AdmittedSession {
   readonly id: string;
-  readonly devtoolsUrl: string;
+  /** A DevTools connection of its own to the session's browser. */
+  connect(handlers: CdpConnectionHandlers): CdpConnection;
   /** Where the session's downloads go (in its own directory). */
   readonly downloadsDir: string;
   /** CDP traffic in either direction: the session is not idle. */
@@ -257,7 +259,7 @@ export class BrowserSessions {
     const browser = session.browser;
     return {
       id: session.id,
-      devtoolsUrl: browser.devtoolsUrl,
+      connect: (handlers) => browser.connect(handlers),
       downloadsDir: browser.downloadsDir,
       touch: () => void (session.lastActivityMs = this.nowMs()),
       attach: (socket) => {
@@ -303,7 +305,7 @@ export class BrowserSessions {
     if (room <= 0) return;
     session.capturing = true;
     try {
-      const frames = (await capturePages(session.browser.devtoolsUrl, timeoutMs)).slice(0, room);
+      const frames = (await capturePages(session.browser.connect, timeoutMs)).slice(0, room);
       if (!frames.length) return;
       session.framesSaved += frames.length;
       await recordings.saveFrames(session.tenantId, session.id, frames);

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumProcessesUsing, describeWithChromium, waitUntil } from "../chromium";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bwrapAssertionsApply } from "../bwrap";
@@ -254,4 +254,102 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       await browser.close();
     }
   });
+
+  test("no session browser listens on a port: another tenant's session cannot open its DevTools listing", async () => {
+    const server = await start();
+    const alpha = (await server.post("/v1/sessions/create", { start_url: siteUrl() })).body;
+    const beta = (await server.post("/v1/sessions/create", { start_url: `${siteUrl()}beta-private-page` }, { key: server.keys.beta })).body;
+    const ports = [alpha, beta].flatMap((s) => listeningPorts(chromiumProcessesUsing(server.server.deps.sessions.browserOf(s.session_id)!.userDataDir)));
+    const browser = await chromium.connectOverCDP(alpha.cdp_url);
+    try {
+      const page = await browser.contexts()[0]!.newPage();
+      for (const port of ports) {
+        const seen = await page.goto(`http://127.0.0.1:${port}/json/list`).then(() => page.content(), () => "");
+        // A DevTools port on 127.0.0.1 serves /json/list (beta's page URLs) to any page on this host, alpha's included.
+        expect(seen).not.toContain("beta-private-page");
+      }
+      expect(ports).toEqual([]);
+      const cdp = await browser.newBrowserCDPSession();
+      const { targetInfos } = await cdp.send("Target.getTargets");
+      expect(targetInfos.some((t) => t.url.includes("beta-private-page"))).toBe(false);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  test("clients of one session share its browser: two at once, while the server records it; each sees its own protocol", async () => {
+    const server = await start({ UNDERSTUDY_SESSION_RECORDING_INTERVAL_MS: "100" });
+    const session = (await server.post("/v1/sessions/create", { start_url: siteUrl() })).body;
+    const [first, second] = await Promise.all([chromium.connectOverCDP(session.cdp_url), chromium.connectOverCDP(session.cdp_url)]);
+    try {
+      const pages = await Promise.all([first, second].map((b) => b.contexts()[0]!.newPage()));
+      await Promise.all(pages.map((page, i) => page.goto(`${siteUrl()}client-${i}`)));
+      for (let round = 0; round < 5; round++) {
+        const titles = await Promise.all(pages.map((page) => page.evaluate("document.title + ' ' + location.pathname")));
+        expect(titles).toEqual(["Remote /client-0", "Remote /client-1"]);
+      }
+      // Each client sees the other's page too (one browser), and still drives its own after the other leaves.
+      await waitUntil(() => first.contexts()[0]!.pages().some((p) => p.url().endsWith("/client-1")), 10_000, "the first client sees the second's page");
+      await second.close();
+      expect(await pages[0]!.locator("#greeting").textContent()).toBe("Hello from 127.0.0.1");
+      // A client naming a session it did not attach is answered as Chromium answers an unknown one.
+      const cdp = await first.newBrowserCDPSession();
+      const unknown = await cdp.send("Target.getTargets").then(async () => {
+        const raw = new WebSocket(session.cdp_url);
+        await new Promise((resolve) => (raw.onopen = resolve));
+        const answer = new Promise<string>((resolve) => (raw.onmessage = (event) => resolve(String(event.data))));
+        raw.send(JSON.stringify({ id: 7, method: "Runtime.evaluate", params: { expression: "1" }, sessionId: "not-one-of-mine" }));
+        const text = await answer;
+        raw.close();
+        return JSON.parse(text);
+      });
+      expect(unknown).toMatchObject({ id: 7, error: { message: "Session with given id not found." } });
+    } finally {
+      await first.close();
+    }
+    await server.post("/v1/sessions/close", { session_id: session.session_id });
+    expect(server.deps.sessions.openSessionIds(server.tenants.alpha)).toEqual([]);
+    const frames = await server.deps.recordings!.frames(server.tenants.alpha, session.session_id);
+    expect(frames.length).toBeGreaterThan(1);
+  });
 });
+
+/** TCP ports (v4 or v6) on which any of these processes listens, from /proc. */
+function listeningPorts(pids: number[]): number[] {
+  const inodes = new Set<string>();
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+        if (inode) inodes.add(inode);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  }
+  const ports: number[] = [];
+  for (const pid of pids.slice(0, 1)) {
+    for (const table of ["tcp", "tcp6"]) {
+      let text = "";
+      try {
+        text = readFileSync(`/proc/${pid}/net/${table}`, "utf8");
+      } catch {
+        continue;
+      }
+      for (const line of text.split("\n").slice(1)) {
+        const fields = line.trim().split(/\s+/);
+        // local_address is field 1 (addr:port in hex), st is field 3 (0A: LISTEN), inode is field 9.
+        if (fields[3] === "0A" && inodes.has(fields[9]!)) ports.push(Number.parseInt(fields[1]!.split(":")[1]!, 16));
+      }
+    }
+  }
+  return ports;
+}
+
