@@ -115,7 +115,7 @@ export const ROUTE_ERRORS: Record<string, readonly ("NOT_FOUND" | "CONFLICT")[]>
   "/v1/schedules/update": ["NOT_FOUND", "CONFLICT"],
   "/v1/schedules/delete": ["NOT_FOUND"],
   "/v1/schedules/trigger": ["NOT_FOUND", "CONFLICT"],
-  "/v1/sessions/create": [],
+  "/v1/sessions/create": ["NOT_FOUND", "CONFLICT"],
   "/v1/sessions/get": ["NOT_FOUND"],
   "/v1/sessions/close": ["NOT_FOUND"],
   "/v1/recordings/get": ["NOT_FOUND"],

@@ -55,7 +55,7 @@ export const profileRoutes = [
     input: z.object({ name: profileName }),
     output: z.object({ success: z.literal(true), deleted_count: z.literal(1), message: z.string() }),
     async handler({ deps, caller }, input) {
-      await service.deleteProfile(deps, actor(caller), input.name);
+      await service.deleteProfile(deps, actor(caller), input.name, (name) => deps.sessions.persistingInto(caller.tenantId, name));
       return { success: true as const, deleted_count: 1 as const, message: `Browser profile "${input.name}" deleted.` };
     },
   }),

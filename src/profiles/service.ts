@@ -112,12 +112,33 @@ export async function uploadProfileState(
  * reference in the transaction that queues it (when the profile exists then)
  * and again in the one that claims it.
  */
-export async function deleteProfile(deps: Pick<ProfileDeps, "db" | "clock">, actor: Actor, name: string): Promise<void> {
+export async function deleteProfile(
+  deps: Pick<ProfileDeps, "db" | "clock">,
+  actor: Actor,
+  name: string,
+  /** The tenant's open remote sessions that will save their state into this profile (held in memory, not in the database). */
+  sessionsUsing: (name: string) => string[] = () => [],
+): Promise<void> {
   let refusal: { error: AppError; outcome: AuditOutcome; profile: { id?: string; name: string }; detail?: string } | undefined;
   await deps.db.transaction().execute(async (trx) => {
     const existing = await store.findProfileByName(trx, actor.tenantId, name);
     if (!existing) {
       refusal = { error: notFound(name), outcome: "not_found", profile: { name } };
+      return;
+    }
+    const sessionIds = sessionsUsing(existing.name);
+    if (sessionIds.length > 0) {
+      const sessions = sessionIds.length === 1 ? "1 open browser session" : `${sessionIds.length} open browser sessions`;
+      refusal = {
+        error: new AppError(
+          "CONFLICT",
+          `Browser profile "${existing.name}" is in use by ${sessions} that will save its state into it (profile_persist). Close ${sessionIds.length === 1 ? "it" : "them"} with /v1/sessions/close, then delete again.`,
+          { data: { session_ids: sessionIds } },
+        ),
+        outcome: "conflict",
+        profile: existing,
+        detail: `${sessionIds.length} open sessions`,
+      };
       return;
     }
     const jobIds = await store.listReferencingJobIds(trx, actor.tenantId, existing.id);
@@ -158,13 +179,25 @@ export async function releaseProfileReferences(trx: Db, jobId: string): Promise<
   await store.releaseJobReferences(trx, jobId);
 }
 
-export class ProfileUnusableError extends Error {}
+export class ProfileUnusableError extends Error {
+  constructor(
+    message: string,
+    /** missing: no profile of this name; unusable: its state does not open. */
+    readonly reason: "missing" | "unusable" = "unusable",
+  ) {
+    super(message);
+  }
+}
+
+/** What uses a profile, as its audit events name it. */
+export type ProfileUse = { job_id: string } | { session_id: string };
 
 /**
- * The state a job of this tenant starts with: undefined when the profile has
- * none yet (made by ensure, never uploaded). A missing profile, or a state
- * that does not open as its row, is a ProfileUnusableError whose message
- * quotes nothing of the state. Audited as profile.use.
+ * The state a job (or a remote session) of this tenant starts with:
+ * undefined when the profile has none yet (made by ensure, never uploaded).
+ * A missing profile, or a state that does not open as its row, is a
+ * ProfileUnusableError whose message quotes nothing of the state. Audited as
+ * profile.use.
  */
 export async function openProfileForJob(
   deps: Pick<ProfileDeps, "db" | "vault" | "clock">,
@@ -172,16 +205,26 @@ export async function openProfileForJob(
   jobId: string,
   name: string,
 ): Promise<{ id: string; version: number; state: StorageState | undefined }> {
+  return openProfile(deps, tenantId, { job_id: jobId }, name, {
+    missing: `The workflow declares browser profile "${name}", which does not exist for this tenant. Create it with /v1/browserProfiles/upload (or \`understudy profiles upload\`), then rerun the job.`,
+  });
+}
+
+export async function openProfile(
+  deps: Pick<ProfileDeps, "db" | "vault" | "clock">,
+  tenantId: string,
+  use: ProfileUse,
+  name: string,
+  messages: { missing: string },
+): Promise<{ id: string; version: number; state: StorageState | undefined }> {
   const actor = { tenantId, apiKeyId: null };
   const row = await store.findProfileByName(deps.db, tenantId, name);
   if (!row || row.name !== name) {
-    recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "not_found", { name }, JSON.stringify({ job_id: jobId })));
-    throw new ProfileUnusableError(
-      `The workflow declares browser profile "${name}", which does not exist for this tenant. Create it with /v1/browserProfiles/upload (or \`understudy profiles upload\`), then rerun the job.`,
-    );
+    recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "not_found", { name }, JSON.stringify(use)));
+    throw new ProfileUnusableError(messages.missing, "missing");
   }
   if (!row.sealedState) {
-    recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "success", row, JSON.stringify({ job_id: jobId, version: row.version, state: "none" })));
+    recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "success", row, JSON.stringify({ ...use, version: row.version, state: "none" })));
     return { id: row.id, version: row.version, state: undefined };
   }
   let json: string;
@@ -190,24 +233,25 @@ export async function openProfileForJob(
   } catch (error) {
     if (error instanceof VaultUnavailableError) throw error;
     if (!(error instanceof IntegrityError)) throw error;
-    recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "integrity_failure", row, JSON.stringify({ job_id: jobId })));
-    throw new ProfileUnusableError(`The stored state of browser profile "${name}" failed its integrity check; upload it again, then rerun the job.`);
+    recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "integrity_failure", row, JSON.stringify(use)));
+    throw new ProfileUnusableError(`The stored state of browser profile "${name}" failed its integrity check; upload it again, then ${"job_id" in use ? "rerun the job" : "open the session again"}.`);
   }
   const parsed = storageState.safeParse(JSON.parse(json));
   if (!parsed.success) throw new ProfileUnusableError(`The stored state of browser profile "${name}" is not a valid storageState; upload it again.`);
-  recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "success", row, JSON.stringify({ job_id: jobId, version: row.version })));
+  recordAuditEventSoon(deps.db, auditEvent(deps, actor, "profile.use", "success", row, JSON.stringify({ ...use, version: row.version })));
   return { id: row.id, version: row.version, state: parsed.data };
 }
 
 /**
- * Saves the state a refreshing job's context ended with, re-sealed as the
- * profile's next version. Returns the version, or a reason it was not saved
- * (the profile is gone, or the state is too large).
+ * Saves the state a refreshing job's context (or a persisting session's
+ * browser) ended with, re-sealed as the profile's next version. Returns the
+ * version, or a reason it was not saved (the profile is gone, or the state
+ * is too large).
  */
 export async function saveRefreshedState(
   deps: Pick<ProfileDeps, "db" | "vault" | "clock">,
   tenantId: string,
-  jobId: string,
+  use: string | ProfileUse,
   profileId: string,
   state: unknown,
   limitBytes: number,
@@ -223,7 +267,7 @@ export async function saveRefreshedState(
     const version = row.version + 1;
     const sealedState = await deps.vault.sealForTenant(trx, tenantId, sealContext({ id: row.id, version, name: row.name }), json);
     await store.updateProfileState(trx, tenantId, row.id, { sealedState, version, updatedAt: deps.clock.now().toISOString() });
-    await recordAuditEvent(trx, auditEvent(deps, { tenantId, apiKeyId: null }, "profile.refresh", "success", row, JSON.stringify({ job_id: jobId, version })));
+    await recordAuditEvent(trx, auditEvent(deps, { tenantId, apiKeyId: null }, "profile.refresh", "success", row, JSON.stringify({ ...(typeof use === "string" ? { job_id: use } : use), version })));
     return { version };
   });
 }

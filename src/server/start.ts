@@ -20,6 +20,7 @@ import { WorkerPool } from "../runner/worker-pool";
 import { isBun, selfReadablePaths, staleServerDirs } from "../runtime";
 import { removeStaleSessionBrowsers, type WrapCommand } from "../sessions/browser";
 import { cdpGateway } from "../sessions/cdp-proxy";
+import { sessionProfiles } from "../sessions/profiles";
 import { SessionRecordings } from "../sessions/recording";
 import { BrowserSessions } from "../sessions/service";
 import { Scheduler, scheduleJobEndHook } from "../schedules/scheduler";
@@ -204,6 +205,7 @@ export async function startServer(
     limits: config.sessions,
     recordings,
     recordingIntervalMs: config.sessions.recordingIntervalMs,
+    profiles: sessionProfiles({ db: store.db, vault: store.vault, clock, newId, log, maxBodyBytes: config.maxBodyBytes }),
     chromiumPath: config.chromiumPath,
     wrap,
     websockets: isBun,

@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { sql } from "kysely";
 import type { Clock, IdSource } from "../clock";
 import type { Logger } from "../log";
-import type { CdpConnection, CdpConnectionHandlers } from "./cdp-pipe";
+import { CdpCaller, within, type Connect } from "./cdp-caller";
 import type { Db } from "../store/database";
 
 /**
@@ -27,56 +27,31 @@ export const RECORDING_VIEW_PREFIX = "/v1/recordings/view/";
  * through raw CDP on a DevTools connection of the server's own. Settles
  * within timeoutMs, with what it has by then (possibly nothing); never throws.
  */
-export async function capturePages(connect: (handlers: CdpConnectionHandlers) => CdpConnection, timeoutMs: number): Promise<Uint8Array[]> {
+export async function capturePages(connect: Connect, timeoutMs: number): Promise<Uint8Array[]> {
   const frames: Uint8Array[] = [];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const pending = new Map<number, { resolve: (value: any) => void; reject: (error: Error) => void }>();
-  const failAll = (why: string) => {
-    for (const waiter of pending.values()) waiter.reject(new Error(why));
-    pending.clear();
-  };
-  const connection = connect({
-    message(text) {
-      const message = JSON.parse(text) as { id?: number; result?: unknown; error?: { message?: string } };
-      const waiter = message.id === undefined ? undefined : pending.get(message.id);
-      if (!waiter) return;
-      pending.delete(message.id!);
-      if (message.error) waiter.reject(new Error(message.error.message ?? "CDP error"));
-      else waiter.resolve(message.result);
-    },
-    closed: () => failAll("DevTools pipe closed"),
-  });
-  let nextId = 1;
-  const send = <T>(method: string, params: object = {}, sessionId?: string): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const id = nextId++;
-      pending.set(id, { resolve, reject });
-      connection.send(JSON.stringify({ id, method, params, ...(sessionId ? { sessionId } : {}) }));
-    });
+  const cdp = new CdpCaller(connect);
   const work = (async () => {
-    const { targetInfos } = await send<{ targetInfos: { targetId: string; type: string }[] }>("Target.getTargets");
+    const { targetInfos } = await cdp.call<{ targetInfos: { targetId: string; type: string }[] }>("Target.getTargets");
     // In parallel: a page that will not paint (or closes meanwhile) costs the others nothing.
     const pages = targetInfos.filter((t) => t.type === "page").slice(0, MAX_PAGES_PER_ROUND);
     const shots: (Uint8Array | undefined)[] = pages.map(() => undefined);
     await Promise.all(
       pages.map(async (target, i) => {
         try {
-          const { sessionId } = await send<{ sessionId: string }>("Target.attachToTarget", { targetId: target.targetId, flatten: true });
-          const { data } = await send<{ data: string }>("Page.captureScreenshot", { format: "png" }, sessionId);
+          const { sessionId } = await cdp.call<{ sessionId: string }>("Target.attachToTarget", { targetId: target.targetId, flatten: true });
+          const { data } = await cdp.call<{ data: string }>("Page.captureScreenshot", { format: "png" }, sessionId);
           shots[i] = Buffer.from(data, "base64");
           frames.length = 0;
           for (const shot of shots) if (shot) frames.push(shot);
-          await send("Target.detachFromTarget", { sessionId }).catch(() => {});
+          await cdp.call("Target.detachFromTarget", { sessionId }).catch(() => {});
         } catch {
           // A page that closed meanwhile, or the time is up: the others still count.
         }
       }),
     );
   })().catch(() => {});
-  await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-  clearTimeout(timer);
-  failAll("capture ended");
-  connection.close();
+  await within(timeoutMs, work);
+  cdp.close("capture ended");
   return [...frames];
 }
 

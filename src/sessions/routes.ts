@@ -4,6 +4,7 @@ import { defineRoute } from "../http/route";
 import { successMessage, timestamp, uuid } from "../http/schemas";
 import { findJob } from "../jobs/store";
 import { httpUrl, optional } from "../jobs/routes";
+import { profileName } from "../profiles/state";
 import { RECORDING_VIEW_PREFIX } from "./recording";
 
 const sessionId = uuid("session");
@@ -41,8 +42,12 @@ export const sessionRoutes = [
       gpu: optional(z.boolean()).describe("Accepted and ignored"),
       disable_default_proxy: optional(z.boolean()).describe("Accepted and ignored: Understudy has no default proxy"),
       residential_proxy: z.unknown().optional().describe("Not offered: refused unless null"),
-      profile_name: optional(z.string()).describe("Not offered for sessions yet: refused when set"),
-      profile_persist: optional(z.boolean()),
+      profile_name: optional(profileName).describe(
+        "A browser profile of this tenant to load (its cookies and localStorage) before start_url opens; 404 when it does not exist, unless profile_persist",
+      ),
+      profile_persist: optional(z.boolean()).describe(
+        "With profile_name: when the session ends (close, idle or timeout, shutdown), its browser's state is saved as the profile's next version (the profile is made if it is new)",
+      ),
     }),
     output: z.object({ success: z.literal(true), ...sessionView }),
     async handler({ deps, caller, origin }, input) {
@@ -51,14 +56,19 @@ export const sessionRoutes = [
           data: { issues: [{ path: ["residential_proxy"], message: "is not offered by Understudy" }] },
         });
       }
-      if (input.profile_name !== undefined) {
-        throw new AppError("BAD_REQUEST", "Invalid input: profile_name is not offered for remote sessions yet; open the session without an auth profile.", {
-          data: { issues: [{ path: ["profile_name"], message: "is not offered for remote sessions yet" }] },
+      if (input.profile_persist === true && input.profile_name === undefined) {
+        throw new AppError("BAD_REQUEST", "Invalid input: profile_persist saves the session's state into a browser profile; name it with profile_name.", {
+          data: { issues: [{ path: ["profile_persist"], message: "needs profile_name" }] },
         });
       }
       const view = await deps.sessions.create(
         caller.tenantId,
-        { timeoutSeconds: input.timeout_seconds ?? DEFAULT_TIMEOUT_SECONDS, startUrl: input.start_url, viewport: input.viewport },
+        {
+          timeoutSeconds: input.timeout_seconds ?? DEFAULT_TIMEOUT_SECONDS,
+          startUrl: input.start_url,
+          viewport: input.viewport,
+          profile: input.profile_name === undefined ? undefined : { name: input.profile_name, persist: input.profile_persist === true },
+        },
         origin,
       );
       return { success: true as const, ...view };

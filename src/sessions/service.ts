@@ -6,6 +6,8 @@ import { AppError } from "../errors";
 import type { Logger } from "../log";
 import type { CdpConnection, CdpConnectionHandlers } from "./cdp-pipe";
 import { launchSessionBrowser, type SessionBrowser, type WrapCommand } from "./browser";
+import type { SessionProfile, SessionProfiles } from "./profiles";
+import { applyStorageState, openFirstPage, readStorageState } from "./storage-state";
 import { capturePages, FINAL_RESERVE, MAX_FRAMES_PER_SESSION, type SessionRecordings } from "./recording";
 
 /**
@@ -71,12 +73,18 @@ interface Session {
   recordTimer: ReturnType<typeof setInterval> | undefined;
   framesSaved: number;
   capturing: boolean;
+  /** The browser profile it was opened with (profile_name), if any. */
+  profile: SessionProfile | undefined;
+  /** Set once it ran: only then is its browser's state the session's own, to save into the profile. */
+  ran: boolean;
 }
 
 export interface CreateSessionInput {
   timeoutSeconds: number;
   startUrl?: string;
   viewport?: { width: number; height: number };
+  /** profile_name and profile_persist. */
+  profile?: { name: string; persist: boolean };
 }
 
 export interface BrowserSessionsOptions {
@@ -95,11 +103,17 @@ export interface BrowserSessionsOptions {
   recordings?: SessionRecordings;
   /** Periodic screenshots every this many ms; 0: only the final one. */
   recordingIntervalMs?: number;
+  /** The tenants' browser profiles; none: profile_name is refused. */
+  profiles?: SessionProfiles;
 }
 
 /** The final screenshot's time bound when a session is closed or times out, and at shutdown. */
 const FINAL_CAPTURE_MS = 3_000;
 const SHUTDOWN_CAPTURE_MS = 1_000;
+/** Loading a profile's state into a new session's browser, and reading it back at the end (at shutdown: less). */
+const PROFILE_LOAD_MS = 15_000;
+const PROFILE_SAVE_MS = 5_000;
+const SHUTDOWN_PROFILE_SAVE_MS = 2_000;
 
 /** The path of a session's CDP WebSocket, before the session id and token. */
 export const CDP_PATH_PREFIX = "/v1/sessions/cdp/";
@@ -172,13 +186,27 @@ export class BrowserSessions {
       recordTimer: undefined,
       framesSaved: 0,
       capturing: false,
+      profile: undefined,
+      ran: false,
     };
     // Counted against the limits from here, while its browser starts.
     this.sessions.set(id, session);
+    if (input.profile) {
+      if (!this.options.profiles) throw new AppError("SERVICE_UNAVAILABLE", "Browser profiles are not available to remote sessions on this server.");
+      try {
+        session.profile = await this.options.profiles.open(tenantId, id, input.profile.name, input.profile.persist);
+      } catch (error) {
+        this.sessions.delete(id);
+        throw error;
+      }
+    }
+    const state = session.profile?.state;
+    const loadState = state !== undefined && (state.cookies.length > 0 || state.origins.length > 0);
     let browser: SessionBrowser;
     const launching = launchSessionBrowser({
       chromiumPath: this.options.chromiumPath,
-      startUrl: input.startUrl,
+      // With a state to load first, the start page opens after it (its request then carries the profile's cookies).
+      startUrl: loadState ? undefined : input.startUrl,
       viewport: input.viewport,
       wrap: this.options.wrap,
     });
@@ -192,11 +220,23 @@ export class BrowserSessions {
       throw new AppError("SERVICE_UNAVAILABLE", "The session's browser could not be started; the server log has the detail.");
     }
     session.browser = browser;
+    if (loadState && session.status !== "closed") {
+      try {
+        await applyStorageState(browser.connect, state, PROFILE_LOAD_MS);
+        if (input.startUrl) await openFirstPage(browser.connect, input.startUrl, PROFILE_LOAD_MS);
+      } catch (error) {
+        this.sessions.delete(id);
+        await browser.kill();
+        this.options.log.log("error", "browser session could not load its profile", { session_id: id, tenant_id: tenantId, error: error instanceof Error ? error.message : "error" });
+        throw new AppError("SERVICE_UNAVAILABLE", `The session's browser could not load browser profile "${session.profile!.name}"; the server log has the detail.`);
+      }
+    }
     if (session.status === "closed") {
       // Closed (or the server began shutting down) while it started.
       await browser.kill();
     } else {
       session.status = "running";
+      session.ran = true;
       session.lastActivityMs = this.nowMs();
       void browser.exited.then(() => this.end(session, "browser_exited"));
       const every = this.options.recordingIntervalMs ?? 0;
@@ -232,6 +272,13 @@ export class BrowserSessions {
   /** The tenant's sessions that are not closed. */
   openSessionIds(tenantId: string): string[] {
     return [...this.sessions.values()].filter((s) => s.tenantId === tenantId && s.status !== "closed").map((s) => s.id);
+  }
+
+  /** The tenant's open sessions that will save their state into this profile (profile_persist). */
+  persistingInto(tenantId: string, profileName: string): string[] {
+    return [...this.sessions.values()]
+      .filter((s) => s.tenantId === tenantId && s.status !== "closed" && s.profile?.persist && s.profile.name === profileName)
+      .map((s) => s.id);
   }
 
   /** Test seam: the browser process of an open session. */
@@ -293,7 +340,12 @@ export class BrowserSessions {
     // A running one first gives its final screenshot (bounded in time; none when it exited by itself).
     const browser = session.browser;
     return (session.closing ??= browser
-      ? (reason === "browser_exited" ? Promise.resolve() : this.record(session, reason === "shutdown" ? SHUTDOWN_CAPTURE_MS : FINAL_CAPTURE_MS, true)).then(() => browser.kill())
+      ? (reason === "browser_exited"
+          ? Promise.resolve()
+          : this.record(session, reason === "shutdown" ? SHUTDOWN_CAPTURE_MS : FINAL_CAPTURE_MS, true).then(() =>
+              this.persist(session, reason === "shutdown" ? SHUTDOWN_PROFILE_SAVE_MS : PROFILE_SAVE_MS),
+            )
+        ).then(() => browser.kill())
       : (session.launching ?? Promise.resolve(undefined)).then((started) => started?.kill()));
   }
 
@@ -313,6 +365,20 @@ export class BrowserSessions {
       this.options.log.log("warn", "browser session screenshot not saved", { session_id: session.id, tenant_id: session.tenantId, error: error instanceof Error ? error.message : "error" });
     } finally {
       session.capturing = false;
+    }
+  }
+
+  /** With profile_persist, the browser's state (cookies, localStorage) into the profile; a failure is logged, never thrown. */
+  private async persist(session: Session, timeoutMs: number): Promise<void> {
+    const profile = session.profile;
+    if (!profile?.persist || !session.ran || !session.browser || !this.options.profiles) return;
+    const fields = { session_id: session.id, tenant_id: session.tenantId, profile: profile.name };
+    try {
+      const state = await readStorageState(session.browser.connect, profile.state?.origins.map((o) => o.origin) ?? [], timeoutMs);
+      if (state) await this.options.profiles.save(session.tenantId, session.id, profile, state);
+      else this.options.log.log("warn", "browser session profile not saved", { ...fields, reason: `its state was not read within ${timeoutMs} ms` });
+    } catch (error) {
+      this.options.log.log("warn", "browser session profile not saved", { ...fields, reason: error instanceof Error ? error.message : "error" });
     }
   }
 
