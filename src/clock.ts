@@ -18,10 +18,28 @@ export type IdSource = () => string;
  */
 export const randomId: IdSource = () => uuidV7(Date.now());
 
+let lastMs = -1;
+let sequence = 0;
+
+/**
+ * A UUIDv7 for unixMs. Ids made in one process increase, also within one
+ * millisecond: rand_a (12 bits) counts from a random start below 2048, and
+ * on overflow the time moves on by a millisecond (RFC 9562, method 3).
+ * (Time set back by more than that starts a new run at the earlier time.)
+ */
 export function uuidV7(unixMs: number): string {
   const bytes = randomBytes(16);
-  bytes.writeUIntBE(unixMs, 0, 6);
-  bytes[6] = 0x70 | (bytes[6]! & 0x0f);
+  // A clock set back (or a test's fixed time) starts over at that time.
+  if (unixMs > lastMs || unixMs < lastMs - 1) {
+    lastMs = unixMs;
+    sequence = ((bytes[6]! & 0x07) << 8) | bytes[7]!;
+  } else if (++sequence > 0xfff) {
+    lastMs += 1;
+    sequence = 0;
+  }
+  bytes.writeUIntBE(lastMs, 0, 6);
+  bytes[6] = 0x70 | (sequence >> 8);
+  bytes[7] = sequence & 0xff;
   bytes[8] = 0x80 | (bytes[8]! & 0x3f);
   const hex = bytes.toString("hex");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;

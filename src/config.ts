@@ -11,6 +11,13 @@ export interface Config {
   readonly listen: { readonly hostname: string; readonly port: number };
   /** Database file; undefined means "the default of the command" (serve: ./data, dev: ./.understudy). */
   readonly dbPath: string | undefined;
+  /**
+   * PostgreSQL instead of the SQLite file (UNDERSTUDY_DATABASE_URL, or _FILE):
+   * a secret (it may hold a password), never logged or echoed.
+   */
+  readonly databaseUrl: string | undefined;
+  /** Connections each instance keeps to PostgreSQL at most. */
+  readonly dbPoolSize: number;
   readonly masterKey: Uint8Array | undefined;
   readonly masterKeyPrevious: Uint8Array | undefined;
   /** The files the keys were read from (UNDERSTUDY_MASTER_KEY_FILE, ..._PREVIOUS_FILE): hidden from worker processes. */
@@ -109,6 +116,9 @@ export interface Config {
 export const ENVIRONMENT = {
   UNDERSTUDY_LISTEN: "127.0.0.1:8787",
   UNDERSTUDY_DB: "./data/understudy.db (dev: ./.understudy/understudy.db)",
+  UNDERSTUDY_DATABASE_URL: "(none: SQLite; postgres://user:password@host:5432/db selects PostgreSQL)",
+  UNDERSTUDY_DATABASE_URL_FILE: "(none)",
+  UNDERSTUDY_DB_POOL_SIZE: "10 (PostgreSQL connections per instance)",
   UNDERSTUDY_MASTER_KEY: "(none; serve needs it or _FILE)",
   UNDERSTUDY_MASTER_KEY_FILE: "(none)",
   UNDERSTUDY_MASTER_KEY_PREVIOUS: "(none; only while rotating)",
@@ -198,6 +208,7 @@ const envSchema = z.object({
   UNDERSTUDY_REQUEST_LOG: onOff.default(true),
   UNDERSTUDY_DB_SYNCHRONOUS: z.enum(["normal", "full"], "must be normal or full").default("normal"),
   UNDERSTUDY_DB_BUSY_TIMEOUT_MS: positiveInt("milliseconds").default(5000),
+  UNDERSTUDY_DB_POOL_SIZE: positiveInt("connections").pipe(z.number().max(1000, "is too large (at most 1000 connections)")).default(10),
   UNDERSTUDY_WORKFLOWS_DIR: z.string().trim().min(1, "must be a directory path").optional(),
   UNDERSTUDY_CONCURRENCY: positiveInt("jobs at once").pipe(z.number().max(256, "is too large (at most 256 jobs at once)")).default(4),
   UNDERSTUDY_JOB_GRACE_MS: positiveInt("milliseconds").default(5000),
@@ -252,6 +263,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
     for (const issue of parsed.error.issues) problems.push(`${String(issue.path[0])} ${issue.message}`);
   }
 
+  const databaseUrl = readDatabaseUrl(env, readFile, problems);
   const masterKey = readKey(env, "UNDERSTUDY_MASTER_KEY", readFile, problems);
   const masterKeyPrevious = readKey(env, "UNDERSTUDY_MASTER_KEY_PREVIOUS", readFile, problems);
   if (masterKey && masterKeyPrevious && equalBytes(masterKey, masterKeyPrevious)) {
@@ -265,9 +277,13 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
   return Object.freeze({
     listen: Object.freeze(v.UNDERSTUDY_LISTEN),
     dbPath: v.UNDERSTUDY_DB,
+    databaseUrl,
+    dbPoolSize: v.UNDERSTUDY_DB_POOL_SIZE,
     masterKey,
     masterKeyPrevious,
-    keyFiles: Object.freeze(["UNDERSTUDY_MASTER_KEY_FILE", "UNDERSTUDY_MASTER_KEY_PREVIOUS_FILE"].flatMap((name) => env[name]?.trim() || [])),
+    keyFiles: Object.freeze(
+      ["UNDERSTUDY_MASTER_KEY_FILE", "UNDERSTUDY_MASTER_KEY_PREVIOUS_FILE", "UNDERSTUDY_DATABASE_URL_FILE"].flatMap((name) => env[name]?.trim() || []),
+    ),
     maxBodyBytes: v.UNDERSTUDY_MAX_BODY_BYTES,
     maxValueBytes: v.UNDERSTUDY_MAX_VALUE_BYTES,
     rateLimit: Object.freeze({ perSecond: v.UNDERSTUDY_RATE_LIMIT_PER_SECOND, burst: v.UNDERSTUDY_RATE_LIMIT_BURST }),
@@ -365,6 +381,44 @@ function readKey(env: Env, name: string, readFile: (path: string) => string, pro
     return undefined;
   }
   return key.key;
+}
+
+/** The PostgreSQL URL, inline or from a file (a Docker secret); a problem never quotes it (it may hold a password). */
+function readDatabaseUrl(env: Env, readFile: (path: string) => string, problems: string[]): string | undefined {
+  const name = "UNDERSTUDY_DATABASE_URL";
+  const inline = env[name]?.trim() || undefined;
+  const file = env[`${name}_FILE`]?.trim() || undefined;
+  if (inline && file) {
+    problems.push(`${name} and ${name}_FILE are both set; set only one`);
+    return undefined;
+  }
+  let text = inline;
+  if (file) {
+    try {
+      text = readFile(file).trim();
+    } catch (error) {
+      problems.push(`${name}_FILE names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? "unreadable"}): ${file}`);
+      return undefined;
+    }
+  }
+  if (text === undefined) return undefined;
+  const source = file ? `${name}_FILE` : name;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    problems.push(`${source} is not a URL; give postgres://user:password@host:5432/database`);
+    return undefined;
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
+    problems.push(`${source} must be a postgres:// (or postgresql://) URL; without it Understudy uses its SQLite file (UNDERSTUDY_DB)`);
+    return undefined;
+  }
+  if (!url.hostname && !url.searchParams.get("host")) {
+    problems.push(`${source} names no host; give postgres://user:password@host:5432/database`);
+    return undefined;
+  }
+  return text;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -12,8 +12,10 @@ import { WorkflowRegistry } from "../src/workflows/registry";
 import { memoryLogger } from "../src/log";
 import { openStore, startServer, type RunningServer } from "../src/server/start";
 import type { Db } from "../src/store/database";
+import { isPostgres } from "../src/store/postgres";
 import { createApiKey, createTenant } from "../src/tenants/service";
 import { generateMasterKey, toMasterKey } from "../src/vault/master-key";
+import { freshSchema, onPostgres } from "./postgres";
 
 export { apiRoutes };
 
@@ -42,7 +44,10 @@ export interface TestServer {
   url: string;
   db: Db;
   deps: AppDeps;
+  /** The SQLite file (on the PostgreSQL run: unused, see databaseUrl). */
   dbPath: string;
+  /** On the PostgreSQL run: the URL of this server's own schema. */
+  databaseUrl: string | undefined;
   masterKey: string;
   runner: Runner;
   /** The running server (its workers: runner, deliveries, scheduler). */
@@ -78,6 +83,8 @@ export async function startTestServer(
 ): Promise<TestServer> {
   const dir = tempDir();
   const dbPath = join(dir.path, "understudy.db");
+  // On the PostgreSQL run (test/postgres.ts), a fresh schema instead of a fresh file.
+  const schema = onPostgres && options.env?.UNDERSTUDY_DATABASE_URL === undefined ? await freshSchema() : undefined;
   const master = options.masterKey
     ? { text: options.masterKey, bytes: new Uint8Array(Buffer.from(options.masterKey, "base64")) }
     : newMasterKey();
@@ -87,6 +94,7 @@ export async function startTestServer(
     UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0",
     UNDERSTUDY_LISTEN: "127.0.0.1:0",
     UNDERSTUDY_WORKFLOW_ISOLATION: "none",
+    ...(schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : {}),
     ...options.env,
   });
   const clock = options.clock ?? systemClock;
@@ -125,8 +133,10 @@ export async function startTestServer(
       if (key !== null) headers["x-api-key"] = key;
       return fetchParsed(server.url + path, "POST", headers, body);
     },
+    databaseUrl: config.databaseUrl,
     async close() {
       await server.close();
+      await schema?.drop();
       dir.remove();
     },
   };
@@ -154,7 +164,9 @@ export async function sendRequest(
 const VOLATILE_TABLES = new Set(["audit_events", "api_keys", "kysely_migration", "kysely_migration_lock", "sqlite_sequence"]);
 
 async function userTables(db: Db): Promise<string[]> {
-  const rows = await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`.execute(db);
+  const rows = isPostgres(db)
+    ? await sql<{ name: string }>`SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename`.execute(db)
+    : await sql<{ name: string }>`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`.execute(db);
   return rows.rows.map((r) => r.name);
 }
 

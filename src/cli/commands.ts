@@ -8,6 +8,7 @@ import { jsonLogger } from "../log";
 import { deleteProfile, listProfiles, uploadProfileState } from "../profiles/service";
 import { profileName, storageState } from "../profiles/state";
 import { openStore, startServer } from "../server/start";
+import { describeDatabaseUrl } from "../store/postgres";
 import { damagedDatabaseError, openDatabase } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
 import { createApiKey, createTenant, requireTenant, TenantError } from "../tenants/service";
@@ -59,7 +60,7 @@ ${ENV_HELP}`,
       const keyring = { current: toMasterKey(config.masterKey), previous: config.masterKeyPrevious && toMasterKey(config.masterKeyPrevious) };
       const store = await openStore(config, dbPath, keyring);
       const server = await startServer(config, store, requestLogger(io), { workflowsDir: workflowsDirOf(io, config) });
-      io.err(`${VERSION_STRING} listening on ${server.url} (database ${dbPath}, master key ${keyring.current.id})\n`);
+      io.err(`${VERSION_STRING} listening on ${server.url} (database ${config.databaseUrl ? describeDatabaseUrl(config.databaseUrl) : dbPath}, master key ${keyring.current.id})\n`);
       return serveUntilStopped(io, server);
     },
   },
@@ -103,6 +104,7 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
           workflowsDir,
           workflows: { ready, failed: loaded.length - ready },
           isolation: server.isolation,
+          database: config.databaseUrl && describeDatabaseUrl(config.databaseUrl),
         }),
       );
       return serveUntilStopped(io, server);

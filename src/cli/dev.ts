@@ -75,6 +75,8 @@ export function devBanner(options: {
   workflows: { ready: number; failed: number };
   /** How handlers run, in a few words (RunningServer.isolation). */
   isolation: string;
+  /** PostgreSQL, described without its password (else the SQLite file of paths.db). */
+  database?: string;
 }): string {
   const rel = (p: string) => {
     const r = relative(options.cwd, p);
@@ -84,7 +86,7 @@ export function devBanner(options: {
   const lines = [
     `${options.version}: development mode`,
     `  listening    ${options.url}`,
-    `  database     ${rel(options.paths.db)}`,
+    `  database     ${options.database ?? rel(options.paths.db)}`,
     `  master key   ${options.keyId}${options.generatedKey ? ` (new, saved in ${rel(options.paths.masterKey)})` : ""}`,
     `  tenant       ${DEV_TENANT}`,
     `  workflows    ${rel(options.workflowsDir)}: ${options.workflows.ready} ready${options.workflows.failed ? `, ${options.workflows.failed} failed` : ""}` +

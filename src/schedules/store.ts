@@ -1,3 +1,5 @@
+import { insertionOrder } from "../store/dialect";
+import { isPostgres } from "../store/postgres";
 import { sql, type Selectable, type Updateable } from "kysely";
 import type { Db } from "../store/database";
 import type { SchedulesTable } from "../store/schema";
@@ -37,7 +39,7 @@ export async function listSchedules(
   if (filter.enabled !== undefined) query = query.where("enabled", "=", filter.enabled ? 1 : 0);
   if (filter.workflow !== undefined) query = query.where("workflow", "=", filter.workflow);
   // Insertion order breaks a tie within one millisecond (ids are random below the millisecond).
-  return query.orderBy("created_at", "desc").orderBy(sql`rowid`, "desc").limit(filter.limit).execute();
+  return query.orderBy("created_at", "desc").orderBy(insertionOrder(db), "desc").limit(filter.limit).execute();
 }
 
 export async function updateSchedule(db: Db, tenantId: string, id: string, patch: SchedulePatch): Promise<ScheduleRow | undefined> {
@@ -88,6 +90,18 @@ export interface FireRecord {
  */
 export async function recordFires(db: Db, fires: readonly FireRecord[]): Promise<void> {
   if (fires.length === 0) return;
+  if (isPostgres(db)) {
+    await sql`
+      UPDATE schedules SET
+        next_fire_at = f.next_fire_at,
+        last_fire_at = coalesce(f.fired_at, schedules.last_fire_at),
+        last_job_id = coalesce(f.job_id, schedules.last_job_id),
+        last_error = coalesce(f.error, schedules.last_error),
+        consecutive_failures = schedules.consecutive_failures + coalesce(f.failed, 0)
+      FROM jsonb_to_recordset(${JSON.stringify(fires)}::jsonb) AS f(id text, next_fire_at text, fired_at text, job_id text, error text, failed integer)
+      WHERE schedules.id = f.id`.execute(db);
+    return;
+  }
   await sql`
     UPDATE schedules SET
       next_fire_at = json_extract(f.value, '$.next_fire_at'),

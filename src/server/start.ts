@@ -11,6 +11,7 @@ import type { AppDeps } from "../http/route";
 import type { Logger } from "../log";
 import { damagedDatabaseError, openDatabase, type Db } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
+import { openPostgres } from "../store/postgres";
 import type { JobEndHook } from "../jobs/lifecycle";
 import { InProcessExecutor, type JobExecutor } from "../runner/executor";
 import { Runner } from "../runner/runner";
@@ -36,13 +37,15 @@ import { requireWritableTempDir } from "./temp-dir";
 export interface OpenedStore {
   db: Db;
   vault: Vault;
-  /** The database file; its directory is the data directory. */
+  /** The database file (with PostgreSQL, where it would be); its directory is the data directory. */
   dbPath: string;
 }
 
 /** Opens the database, brings its schema up to date and verifies the master key, in that order. */
 export async function openStore(config: Config, dbPath: string, keyring: Keyring, clock: Clock = systemClock): Promise<OpenedStore> {
-  const db = await openDatabase({ path: dbPath, synchronous: config.dbSynchronous, busyTimeoutMs: config.busyTimeoutMs });
+  const db = config.databaseUrl
+    ? await openPostgres({ url: config.databaseUrl, poolSize: config.dbPoolSize })
+    : await openDatabase({ path: dbPath, synchronous: config.dbSynchronous, busyTimeoutMs: config.busyTimeoutMs });
   try {
     await migrateToLatest(db);
     const vault = await Vault.open(db, keyring, clock);
@@ -50,7 +53,7 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
     return { db, vault, dbPath };
   } catch (error) {
     await db.destroy();
-    throw damagedDatabaseError(dbPath, error) ?? error;
+    throw (config.databaseUrl ? undefined : damagedDatabaseError(dbPath, error)) ?? error;
   }
 }
 

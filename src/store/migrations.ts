@@ -1,4 +1,14 @@
-import { sql, type Kysely, type Migration } from "kysely";
+import { PostgresAdapter, sql, type ColumnDefinitionBuilder, type Kysely, type Migration } from "kysely";
+
+/**
+ * The two engines' words for the same columns: bytes are BLOB in SQLite and
+ * BYTEA in PostgreSQL; an ever-growing key is SQLite's INTEGER PRIMARY KEY
+ * AUTOINCREMENT and PostgreSQL's BIGSERIAL (read back as a number).
+ */
+const onPostgres = (db: Kysely<any>) => db.getExecutor().adapter instanceof PostgresAdapter;
+const blob = (db: Kysely<any>) => (onPostgres(db) ? "bytea" : "blob");
+const autoIncrementKey = (db: Kysely<any>): ["bigserial" | "integer", (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder] =>
+  onPostgres(db) ? ["bigserial", (c) => c.primaryKey()] : ["integer", (c) => c.primaryKey().autoIncrement()];
 
 /**
  * Migrations live in code: a compiled binary cannot read a migrations folder.
@@ -32,7 +42,7 @@ export const migrations: Record<string, Migration> = {
         .createTable("vault_meta")
         .addColumn("id", "integer", (c) => c.primaryKey().check(sql`id = 1`))
         .addColumn("master_key_id", "text", (c) => c.notNull())
-        .addColumn("key_check", "blob", (c) => c.notNull())
+        .addColumn("key_check", blob(db), (c) => c.notNull())
         .addColumn("created_at", "text", (c) => c.notNull())
         .addColumn("rotated_at", "text")
         .execute();
@@ -41,7 +51,7 @@ export const migrations: Record<string, Migration> = {
         .createTable("tenant_keys")
         .addColumn("tenant_id", "text", (c) => c.primaryKey().references("tenants.id"))
         .addColumn("master_key_id", "text", (c) => c.notNull())
-        .addColumn("wrapped_key", "blob", (c) => c.notNull())
+        .addColumn("wrapped_key", blob(db), (c) => c.notNull())
         .addColumn("created_at", "text", (c) => c.notNull())
         .addColumn("rotated_at", "text")
         .execute();
@@ -51,7 +61,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("id", "text", (c) => c.primaryKey())
         .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
         .addColumn("name", "text", (c) => c.notNull())
-        .addColumn("sealed_value", "blob", (c) => c.notNull())
+        .addColumn("sealed_value", blob(db), (c) => c.notNull())
         .addColumn("version", "integer", (c) => c.notNull())
         .addColumn("created_at", "text", (c) => c.notNull())
         .addColumn("updated_at", "text", (c) => c.notNull())
@@ -72,7 +82,7 @@ export const migrations: Record<string, Migration> = {
 
       await db.schema
         .createTable("audit_events")
-        .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("id", ...autoIncrementKey(db))
         .addColumn("at", "text", (c) => c.notNull())
         .addColumn("tenant_id", "text")
         .addColumn("api_key_id", "text")
@@ -90,7 +100,7 @@ export const migrations: Record<string, Migration> = {
       // seq orders jobs (claims, fairness, list cursors); id is the public UUID.
       await db.schema
         .createTable("jobs")
-        .addColumn("seq", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("seq", ...autoIncrementKey(db))
         .addColumn("id", "text", (c) => c.notNull().unique())
         .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
         .addColumn("workflow", "text", (c) => c.notNull())
@@ -98,7 +108,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("deployment_id", "text")
         .addColumn("deployment_version", "text")
         .addColumn("params", "text", (c) => c.notNull())
-        .addColumn("sealed_params_credentials", "blob")
+        .addColumn("sealed_params_credentials", blob(db))
         .addColumn("status", "text", (c) => c.notNull())
         .addColumn("failure_class", "text")
         .addColumn("result", "text")
@@ -108,7 +118,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("timeout_seconds", "integer", (c) => c.notNull())
         .addColumn("options", "text", (c) => c.notNull())
         .addColumn("callback_url", "text")
-        .addColumn("sealed_callback_secret", "blob")
+        .addColumn("sealed_callback_secret", blob(db))
         .addColumn("skip_callbacks", "integer", (c) => c.notNull().defaultTo(0))
         .addColumn("schedule_id", "text")
         .addColumn("created_at", "text", (c) => c.notNull())
@@ -121,7 +131,7 @@ export const migrations: Record<string, Migration> = {
 
       await db.schema
         .createTable("job_logs")
-        .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("id", ...autoIncrementKey(db))
         .addColumn("job_id", "text", (c) => c.notNull())
         .addColumn("tenant_id", "text", (c) => c.notNull())
         .addColumn("workflow", "text", (c) => c.notNull())
@@ -147,7 +157,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("id", "text", (c) => c.primaryKey())
         .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
         .addColumn("url", "text", (c) => c.notNull())
-        .addColumn("sealed_secret", "blob", (c) => c.notNull())
+        .addColumn("sealed_secret", blob(db), (c) => c.notNull())
         .addColumn("description", "text")
         .addColumn("active", "integer", (c) => c.notNull())
         .addColumn("disabled_reason", "text")
@@ -160,7 +170,7 @@ export const migrations: Record<string, Migration> = {
       // that ends the job. endpoint_id is null for a job's own callback_url.
       await db.schema
         .createTable("webhook_deliveries")
-        .addColumn("seq", "integer", (c) => c.primaryKey().autoIncrement())
+        .addColumn("seq", ...autoIncrementKey(db))
         .addColumn("id", "text", (c) => c.notNull().unique())
         .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
         .addColumn("job_id", "text", (c) => c.notNull())
@@ -188,13 +198,13 @@ export const migrations: Record<string, Migration> = {
         .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
         .addColumn("workflow", "text", (c) => c.notNull())
         .addColumn("params", "text", (c) => c.notNull())
-        .addColumn("sealed_params_credentials", "blob")
+        .addColumn("sealed_params_credentials", blob(db))
         .addColumn("cron_expr", "text", (c) => c.notNull())
         .addColumn("timezone", "text", (c) => c.notNull())
         .addColumn("timeout_seconds", "integer", (c) => c.notNull())
         .addColumn("options", "text", (c) => c.notNull())
         .addColumn("callback_url", "text")
-        .addColumn("sealed_callback_secret", "blob")
+        .addColumn("sealed_callback_secret", blob(db))
         .addColumn("skip_callbacks", "integer", (c) => c.notNull().defaultTo(0))
         .addColumn("enabled", "integer", (c) => c.notNull())
         .addColumn("overlap_policy", "text", (c) => c.notNull())
@@ -273,7 +283,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("id", "text", (c) => c.primaryKey())
         .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
         .addColumn("name", "text", (c) => c.notNull())
-        .addColumn("sealed_state", "blob")
+        .addColumn("sealed_state", blob(db))
         .addColumn("version", "integer", (c) => c.notNull())
         .addColumn("created_at", "text", (c) => c.notNull())
         .addColumn("updated_at", "text", (c) => c.notNull())
@@ -305,7 +315,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("kind", "text", (c) => c.notNull())
         .addColumn("content_type", "text", (c) => c.notNull())
         .addColumn("size_bytes", "integer", (c) => c.notNull())
-        .addColumn("bytes", "blob", (c) => c.notNull())
+        .addColumn("bytes", blob(db), (c) => c.notNull())
         .addColumn("created_at", "text", (c) => c.notNull())
         .execute();
       await db.schema.createIndex("job_artifacts_job").on("job_artifacts").columns(["tenant_id", "job_id"]).execute();
@@ -328,7 +338,7 @@ export const migrations: Record<string, Migration> = {
         .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
         .addColumn("session_id", "text", (c) => c.notNull())
         .addColumn("size_bytes", "integer", (c) => c.notNull())
-        .addColumn("bytes", "blob", (c) => c.notNull())
+        .addColumn("bytes", blob(db), (c) => c.notNull())
         .addColumn("created_at", "text", (c) => c.notNull())
         .execute();
       await db.schema.createIndex("session_recording_frames_session").on("session_recording_frames").columns(["session_id", "created_at"]).execute();

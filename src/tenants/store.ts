@@ -1,4 +1,4 @@
-import { sql } from "kysely";
+import { insertionOrder } from "../store/dialect";
 import { readerOf, type Db } from "../store/database";
 
 export interface Tenant {
@@ -69,7 +69,7 @@ export async function findApiKeyByHash(db: Db, keyHash: string): Promise<ApiKeyL
 }
 
 export async function listApiKeys(db: Db, tenantId: string): Promise<ApiKeyInfo[]> {
-  const rows = await db.selectFrom("api_keys").selectAll().where("tenant_id", "=", tenantId).orderBy("created_at").orderBy(sql`rowid`).execute();
+  const rows = await db.selectFrom("api_keys").selectAll().where("tenant_id", "=", tenantId).orderBy("created_at").orderBy(insertionOrder(db)).execute();
   return rows.map((r) => ({
     id: r.id,
     tenantId: r.tenant_id,

@@ -1,3 +1,4 @@
+import { insertionOrder } from "../store/dialect";
 import { sql } from "kysely";
 import type { Db } from "../store/database";
 import type { WebhookDeliveriesTable, WebhookEndpointsTable } from "../store/schema";
@@ -54,7 +55,7 @@ export async function listEndpoints(db: Db, tenantId: string): Promise<Endpoint[
     .where("tenant_id", "=", tenantId)
     .orderBy("created_at")
     // Insertion order breaks a tie within one millisecond (ids are random below the millisecond).
-    .orderBy(sql`rowid`)
+    .orderBy(insertionOrder(db))
     .execute();
   return rows.map(toEndpoint);
 }
@@ -72,7 +73,7 @@ export async function listActiveEndpoints(db: Db, tenantId: string): Promise<{ i
     .where("tenant_id", "=", tenantId)
     .where("active", "=", 1)
     .orderBy("created_at")
-    .orderBy(sql`rowid`)
+    .orderBy(insertionOrder(db))
     .execute();
 }
 

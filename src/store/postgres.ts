@@ -1,0 +1,54 @@
+import pg from "pg";
+import { Kysely, PostgresAdapter, PostgresDialect } from "kysely";
+import { FatalError } from "../errors";
+import type { Db } from "./database";
+import type { Database } from "./schema";
+
+/**
+ * PostgreSQL (UNDERSTUDY_DATABASE_URL), for several Understudy instances on
+ * one database: the same store functions as SQLite, through Kysely's
+ * Postgres dialect over a `pg` pool.
+ */
+
+// COUNT(*) and bigserial ids are int8, SUM() is numeric: pg gives them as
+// strings unless told; every such value here fits a double.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+pg.types.setTypeParser(pg.types.builtins.NUMERIC, (value) => Number(value));
+
+export interface PostgresOptions {
+  url: string;
+  poolSize: number;
+}
+
+/** Where the URL points, for messages: host, port, database and user, never the password. */
+export function describeDatabaseUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    const host = parsed.hostname || parsed.searchParams.get("host") || "localhost";
+    return `PostgreSQL ${parsed.username ? `${decodeURIComponent(parsed.username)}@` : ""}${host}:${parsed.port || 5432}${parsed.pathname && parsed.pathname !== "/" ? parsed.pathname : ""}`;
+  } catch {
+    return "PostgreSQL";
+  }
+}
+
+/** Opens the pool and checks that the server answers; a failure is a start-up error naming where, never the password. */
+export async function openPostgres(options: PostgresOptions): Promise<Db> {
+  const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 });
+  // An idle client that loses its connection (the database restarted) must not crash the process.
+  pool.on("error", () => {});
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (error) {
+    await pool.end().catch(() => {});
+    const code = (error as { code?: string }).code;
+    const why = error instanceof Error ? error.message.replaceAll(options.url, "<UNDERSTUDY_DATABASE_URL>") : String(error);
+    throw new FatalError(`Cannot connect to ${describeDatabaseUrl(options.url)}${code ? ` (${code})` : ""}: ${why}. Check UNDERSTUDY_DATABASE_URL and that the database server runs.`);
+  }
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** Which engine a database (or a transaction on it) runs on. */
+export function isPostgres(db: Db): boolean {
+  return db.getExecutor().adapter instanceof PostgresAdapter;
+}
