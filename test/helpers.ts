@@ -196,7 +196,9 @@ export async function snapshotTenant(db: Db, tenantId: string): Promise<Record<s
   const snapshot: Record<string, unknown[]> = {};
   for (const table of await userTables(db)) {
     if (VOLATILE_TABLES.has(table)) continue;
-    const columns = await sql<{ name: string }>`SELECT name FROM pragma_table_info(${table})`.execute(db);
+    const columns = isPostgres(db)
+      ? await sql<{ name: string }>`SELECT column_name AS name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ${table}`.execute(db)
+      : await sql<{ name: string }>`SELECT name FROM pragma_table_info(${table})`.execute(db);
     const column = table === "tenants" ? "id" : "tenant_id";
     if (!columns.rows.some((c) => c.name === column)) continue;
     snapshot[table] = sortRows((await tableRows(db, table, { column, value: tenantId })).map(comparableRow));
