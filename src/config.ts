@@ -45,6 +45,12 @@ export interface Config {
     readonly maxResultBytes: number;
     /** How often the runner looks for queued jobs it was not told about (another process's). */
     readonly pollMs: number;
+    /**
+     * On PostgreSQL, how long a running job's lease lasts; its instance
+     * renews it every third of this. A job whose instance died ends
+     * interrupted this long after the instance's last renewal.
+     */
+    readonly leaseMs: number;
   };
   readonly chromiumPath: string | undefined;
   readonly workers: {
@@ -136,6 +142,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_SHUTDOWN_GRACE_MS: "30000 (the Docker image: 7000); the job grace counts within it",
   UNDERSTUDY_MAX_RESULT_BYTES: "1048576",
   UNDERSTUDY_RUNNER_POLL_MS: "1000",
+  UNDERSTUDY_JOB_LEASE_MS: "15000 (PostgreSQL: a dead instance's running jobs end interrupted after this)",
   UNDERSTUDY_CHROMIUM_PATH: "(chromium on PATH)",
   UNDERSTUDY_WORKFLOW_ISOLATION: "process (none: handlers in the server; a single trusted operator only)",
   UNDERSTUDY_WORKER_SANDBOX: "auto (bwrap when it works here, else none; bwrap: required)",
@@ -215,6 +222,9 @@ const envSchema = z.object({
   UNDERSTUDY_SHUTDOWN_GRACE_MS: nonNegativeInt("milliseconds").default(30_000),
   UNDERSTUDY_MAX_RESULT_BYTES: positiveInt("bytes").default(1024 * 1024),
   UNDERSTUDY_RUNNER_POLL_MS: positiveInt("milliseconds").default(1000),
+  UNDERSTUDY_JOB_LEASE_MS: positiveInt("milliseconds")
+    .pipe(z.number().min(300, "is too short (at least 300 milliseconds: the lease is renewed every third of it)").max(3_600_000, "is too long (at most 3600000 milliseconds)"))
+    .default(15_000),
   UNDERSTUDY_CHROMIUM_PATH: z.string().trim().min(1, "must be a file path").optional(),
   UNDERSTUDY_WORKFLOW_ISOLATION: z.enum(["process", "none"], "must be process or none").default("process"),
   UNDERSTUDY_WORKER_SANDBOX: z.enum(["auto", "bwrap", "none"], "must be auto, bwrap or none").default("auto"),
@@ -299,6 +309,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       interruptGraceMs: Math.min(v.UNDERSTUDY_JOB_GRACE_MS, v.UNDERSTUDY_SHUTDOWN_GRACE_MS),
       maxResultBytes: v.UNDERSTUDY_MAX_RESULT_BYTES,
       pollMs: v.UNDERSTUDY_RUNNER_POLL_MS,
+      leaseMs: v.UNDERSTUDY_JOB_LEASE_MS,
     }),
     chromiumPath: v.UNDERSTUDY_CHROMIUM_PATH,
     workers: Object.freeze({

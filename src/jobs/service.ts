@@ -218,6 +218,8 @@ async function prepareQueuedJob(
     started_at: null,
     completed_at: null,
     cancel_requested_at: null,
+    lease_owner: null,
+    lease_expires_at: null,
   };
   const notes = hostedOnlyNotes(input).map((message) => ({ job_id: id, tenant_id: tenantId, workflow: workflow.name, level: "info", message, timestamp: at }));
   return { job, wanted: declared.filter((name) => !callerNames.includes(name)), profile: workflow.authProfile?.name, notes };
@@ -256,6 +258,7 @@ export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Prom
       });
     }
     await store.requestCancel(trx, id, at);
+    await store.notifyCancel(trx, id);
     return "cancelling" as const;
   });
   if (outcome === "cancelling") deps.runner.cancel(id);

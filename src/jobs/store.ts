@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import type { Db } from "../store/database";
+import { isPostgres } from "../store/postgres";
 import type { JobRow } from "../store/schema";
 
 export type JobStatus = "queued" | "starting_browser" | "running" | "completed" | "failed" | "cancelled";
@@ -126,16 +127,75 @@ export async function queuedCandidates(db: Db, perTenant: number) {
   return candidates;
 }
 
-/** Moves the given queued jobs to running; returns the rows that were still queued. */
-export async function markRunning(db: Db, ids: readonly string[], at: string): Promise<JobRow[]> {
+export interface Lease {
+  /** The claiming instance's random id. */
+  owner: string;
+  /** ISO time at which the lease lapses unless renewed. */
+  expiresAt: string;
+}
+
+/**
+ * Moves the given queued jobs to running, leased to this instance; returns
+ * the rows that were still queued. On PostgreSQL, rows another instance is
+ * claiming at this moment are skipped (FOR UPDATE SKIP LOCKED) rather than
+ * waited for: each claimer takes what is free and moves on.
+ */
+export async function markRunning(db: Db, ids: readonly string[], at: string, lease: Lease): Promise<JobRow[]> {
   if (ids.length === 0) return [];
-  return db
-    .updateTable("jobs")
-    .set({ status: "running", started_at: at })
-    .where("id", "in", ids)
-    .where("status", "=", "queued")
+  const update = db.updateTable("jobs").set({ status: "running", started_at: at, lease_owner: lease.owner, lease_expires_at: lease.expiresAt });
+  if (!isPostgres(db)) return update.where("id", "in", ids).where("status", "=", "queued").returningAll().execute();
+  return update
+    .where("id", "in", (eb) =>
+      eb.selectFrom("jobs").select("id").where("id", "in", ids).where("status", "=", "queued").forUpdate().skipLocked(),
+    )
     .returningAll()
     .execute();
+}
+
+/** Jobs running per tenant, over every instance (the table, not one runner's memory). */
+export async function runningCountsByTenant(db: Db, tenantIds: readonly string[]): Promise<Map<string, number>> {
+  if (tenantIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("jobs")
+    .select(["tenant_id"])
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .where("status", "in", ["running", "starting_browser"])
+    .where("tenant_id", "in", tenantIds)
+    .groupBy("tenant_id")
+    .execute();
+  return new Map(rows.map((r) => [r.tenant_id, Number(r.n)]));
+}
+
+/**
+ * Extends the lease of every job this instance runs, in one statement;
+ * returns those jobs with their cancel requests (a cancel sent through
+ * another instance, should its NOTIFY have been missed).
+ */
+export async function renewLeases(db: Db, owner: string, expiresAt: string) {
+  return db
+    .updateTable("jobs")
+    .set({ lease_expires_at: expiresAt })
+    .where("lease_owner", "=", owner)
+    .where("status", "in", ["running", "starting_browser"])
+    .returning(["id", "cancel_requested_at"])
+    .execute();
+}
+
+/**
+ * Running jobs whose lease lapsed at `now` (their instance is gone), or that
+ * have none (claimed before leases existed), locked for the caller's
+ * transaction; rows another reaper holds are skipped.
+ */
+export async function lapsedJobIds(db: Db, now: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom("jobs")
+    .select("id")
+    .where("status", "in", ["running", "starting_browser"])
+    .where((eb) => eb.or([eb("lease_expires_at", "is", null), eb("lease_expires_at", "<", now)]))
+    .forUpdate()
+    .skipLocked()
+    .execute();
+  return rows.map((r) => r.id);
 }
 
 export interface JobEnd {
@@ -155,6 +215,16 @@ export async function endJob(db: Db, id: string, from: readonly JobStatus[], end
 
 export async function requestCancel(db: Db, id: string, at: string): Promise<void> {
   await db.updateTable("jobs").set({ cancel_requested_at: at }).where("id", "=", id).where("cancel_requested_at", "is", null).execute();
+}
+
+/**
+ * On PostgreSQL, tells every instance (at the caller's commit) that this
+ * job's cancel was requested, so the instance running it aborts it at once.
+ * Its lease renewal reads cancel_requested_at too, should this be missed.
+ */
+export async function notifyCancel(db: Db, id: string): Promise<void> {
+  if (!isPostgres(db)) return;
+  await sql`SELECT pg_notify('understudy_job_cancel', ${id})`.execute(db);
 }
 
 /** Jobs a crash left running (or starting). */

@@ -9,10 +9,13 @@ import { finishJob, type JobEndHook } from "../jobs/lifecycle";
 import * as jobs from "../jobs/store";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
+import { lockTenants } from "../store/locks";
+import { isPostgres } from "../store/postgres";
 import { VaultUnavailableError, type Vault } from "../vault/vault";
 import type { ExecuteOutcome, LogLevel, StopReason } from "./execute";
 import type { JobExecutor, RunnableWorkflow } from "./executor";
 import type { Secret } from "./redactor";
+import { PgWakeups } from "./wakeups";
 
 /** The workflow a job row runs, or why it cannot run (a sentence for the job's error). */
 export type JobWorkflowResolver = (db: Db, row: jobs.JobRow) => Promise<RunnableWorkflow | { error: string }>;
@@ -26,7 +29,7 @@ export interface RunnerDeps {
   resolveWorkflow: JobWorkflowResolver;
   /** Runs handlers: in worker processes, or in this process (UNDERSTUDY_WORKFLOW_ISOLATION=none). */
   executor: JobExecutor;
-  config: Pick<Config, "jobs" | "chromiumPath" | "maxBodyBytes"> & Partial<Pick<Config, "artifacts">>;
+  config: Pick<Config, "jobs" | "chromiumPath" | "maxBodyBytes"> & Partial<Pick<Config, "artifacts" | "databaseUrl">>;
   newId?: () => string;
   clock: Clock;
   log: Logger;
@@ -59,6 +62,14 @@ interface RunningJob {
  * (completed, failed or cancelled) in a transaction that also releases the
  * job's credential references; only a crash breaks that, and
  * recoverInterrupted() ends such jobs at the next start.
+ *
+ * On PostgreSQL several instances share the queue: claims skip rows another
+ * instance is claiming (SKIP LOCKED); each claimed job is leased to this
+ * instance, which renews its leases every lease/3; a job whose lease lapsed
+ * (its instance died) is ended interrupted by whichever instance sees it
+ * first, with no wait for a restart. Wake-ups and cancels come by
+ * LISTEN/NOTIFY (wakeups.ts), with polling and the lease renewal as the
+ * fallbacks.
  */
 export class Runner {
   readonly #deps: RunnerDeps;
@@ -76,9 +87,21 @@ export class Runner {
   maxObservedConcurrency = 0;
   /** Called when a job's handler starts (for start-delay benchmarks). */
   onHandlerStart: ((jobId: string) => void) | undefined;
+  /** This process's name on its jobs' leases: new at every start, so a restarted instance never renews its dead predecessor's jobs. */
+  readonly instanceId: string;
+  readonly #postgres: boolean;
+  #leaseTimer: ReturnType<typeof setInterval> | undefined;
+  #leaseWork: Promise<void> = Promise.resolve();
+  #wakeups: PgWakeups | undefined;
 
   constructor(deps: RunnerDeps) {
     this.#deps = deps;
+    this.instanceId = (deps.newId ?? randomId)();
+    this.#postgres = isPostgres(deps.db);
+  }
+
+  #lease(): jobs.Lease {
+    return { owner: this.instanceId, expiresAt: new Date(this.#deps.clock.now().getTime() + this.#deps.config.jobs.leaseMs).toISOString() };
   }
 
   get runningCount(): number {
@@ -92,8 +115,11 @@ export class Runner {
   async recoverInterrupted(): Promise<number> {
     const { db, clock } = this.#deps;
     return db.transaction().execute(async (trx) => {
-      const ids = await jobs.orphanedJobIds(trx);
       const at = clock.now().toISOString();
+      // SQLite: this process is the only one, so every running job is an
+      // orphan. PostgreSQL: other live instances run theirs; only jobs whose
+      // lease lapsed are.
+      const ids = this.#postgres ? (await jobs.lapsedJobIds(trx, at)).filter((id) => !this.#running.has(id)) : await jobs.orphanedJobIds(trx);
       for (const id of ids) {
         await finishJob(trx, this.#deps.jobEndHooks ?? [], id, ["running", "starting_browser"], {
           status: "failed",
@@ -112,7 +138,35 @@ export class Runner {
   start(): void {
     this.#started = true;
     this.#poll = setInterval(() => this.wake(), this.#deps.config.jobs.pollMs);
+    if (this.#postgres) {
+      const { leaseMs } = this.#deps.config.jobs;
+      this.#leaseTimer = setInterval(() => {
+        // One round at a time: a slow database must not pile them up.
+        this.#leaseWork = this.#leaseWork.then(() => this.#leaseRound());
+      }, Math.max(1, Math.floor(leaseMs / 3)));
+      if (this.#deps.config.databaseUrl) {
+        this.#wakeups = new PgWakeups(this.#deps.config.databaseUrl, { jobsQueued: () => this.wake(), cancelRequested: (id) => this.cancel(id) }, this.#deps.log);
+        this.#wakeups.start();
+      }
+    }
     this.wake();
+  }
+
+  /**
+   * Renews this instance's leases (acting on cancel requests sent through
+   * other instances), then ends the jobs of instances whose leases lapsed.
+   */
+  async #leaseRound(): Promise<void> {
+    const { db, log } = this.#deps;
+    try {
+      if (this.#running.size > 0) {
+        const mine = await jobs.renewLeases(db, this.instanceId, this.#lease().expiresAt);
+        for (const row of mine) if (row.cancel_requested_at) this.cancel(row.id);
+      }
+      if (!this.#stopping) await this.recoverInterrupted();
+    } catch (error) {
+      log.log("error", "job lease renewal failed", { error: error instanceof Error ? error.message : String(error) });
+    }
   }
 
   /** Something may be queued: claim what the free slots allow. */
@@ -145,6 +199,18 @@ export class Runner {
   async shutdown(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#poll);
+    try {
+      await this.#finishRunning();
+    } finally {
+      // Leases are renewed (and cancels heard) until the last job here ended.
+      clearInterval(this.#leaseTimer);
+      await this.#leaseWork;
+      await this.#wakeups?.stop();
+    }
+    await this.#deps.executor.shutdown();
+  }
+
+  async #finishRunning(): Promise<void> {
     const all = () => Promise.all([...this.#running.values()].map((j) => j.done));
     const { shutdownGraceMs, interruptGraceMs } = this.#deps.config.jobs;
     const deadline = shutdownGraceMs - interruptGraceMs;
@@ -158,7 +224,6 @@ export class Runner {
       for (const job of this.#running.values()) job.abort.abort("interrupted" satisfies StopReason);
       await all();
     }
-    await this.#deps.executor.shutdown();
   }
 
   async #tick(): Promise<void> {
@@ -173,7 +238,9 @@ export class Runner {
         const free = this.#deps.config.jobs.concurrency - this.#running.size;
         if (free <= 0 || this.#stopping) return;
         const claimed = await this.#claim(free);
-        if (claimed.length === free) this.#again = true;
+        // All slots filled, or some chosen jobs went to another instance:
+        // there may be more queued, so look again at once.
+        if (claimed.rows.length === free || claimed.lost) this.#again = true;
       } while (this.#again && !this.#stopping);
     } catch (error) {
       this.#deps.log.log("error", "job claim failed", { error: error instanceof Error ? error.message : String(error) });
@@ -186,13 +253,15 @@ export class Runner {
    * already has running, so one tenant's thousand queued jobs do not starve
    * another's one.
    */
-  async #claim(free: number): Promise<jobs.JobRow[]> {
+  async #claim(free: number): Promise<{ rows: jobs.JobRow[]; lost: boolean }> {
     const { db, clock } = this.#deps;
-    return db.transaction().execute(async (trx) => {
+    const workflows = new Map<string, RunnableWorkflow | { error: string }>();
+    const claimed = await db.transaction().execute(async (trx) => {
       const candidates = await jobs.queuedCandidates(trx, free);
-      if (candidates.length === 0) return [];
-      const runningByTenant = new Map<string, number>();
-      for (const job of this.#running.values()) runningByTenant.set(job.tenantId, (runningByTenant.get(job.tenantId) ?? 0) + 1);
+      if (candidates.length === 0) return { rows: [], lost: false };
+      // On PostgreSQL the running jobs of every instance count, from the
+      // table; on SQLite this runner is the only one.
+      const runningByTenant = this.#postgres ? await jobs.runningCountsByTenant(trx, [...new Set(candidates.map((c) => c.tenant_id))]) : this.#localRunningByTenant();
       const turn = (c: { tenant_id: string; rank: number }) => c.rank + (runningByTenant.get(c.tenant_id) ?? 0);
       // Without the tie-break on last service, a slot freed by alpha's job
       // (alpha then has nothing running) would go to alpha's next, older job
@@ -204,10 +273,15 @@ export class Runner {
         trx,
         chosen.map((c) => c.id),
         at,
+        this.#lease(),
       );
       for (const c of chosen) if (rows.some((r) => r.id === c.id)) this.#lastServed.set(c.tenant_id, ++this.#claimCount);
+      // The references are taken under the tenants' locks, which a
+      // credential's (or profile's) delete takes too: either the delete
+      // committed first (the credential is not referenced, nor injected) or
+      // it waits for this claim and then sees the reference (a 409).
+      await lockTenants(trx, rows.map((r) => r.tenant_id));
       // Each job's code is resolved once, here, and handed to its run.
-      const workflows = new Map<string, RunnableWorkflow | { error: string }>();
       for (const row of rows) {
         // A credential stored after the job was queued is used too: its
         // reference is taken here, in the claim, before any value is read.
@@ -223,14 +297,29 @@ export class Runner {
       // Registered before the claim commits, so a cancel that waits on this
       // transaction always finds the job's abort controller.
       for (const row of rows) {
-        const abort = new AbortController();
-        const job: RunningJob = { tenantId: row.tenant_id, abort, done: Promise.resolve() };
-        this.#running.set(row.id, job);
+        this.#running.set(row.id, { tenantId: row.tenant_id, abort: new AbortController(), done: Promise.resolve() });
         this.maxObservedConcurrency = Math.max(this.maxObservedConcurrency, this.#running.size);
-        job.done = Promise.resolve().then(() => this.#run(row, workflows.get(row.id)!, abort));
       }
-      return rows;
+      return { rows, lost: rows.length < chosen.length };
+    }).catch((error: unknown) => {
+      // Rolled back: those jobs are still queued, not ours.
+      for (const id of workflows.keys()) this.#running.delete(id);
+      throw error;
     });
+    // Run only once the claim committed: on PostgreSQL the end of a job
+    // that raced ahead would not see its row running (READ COMMITTED) and
+    // the job would stay `running` for ever.
+    for (const row of claimed.rows) {
+      const job = this.#running.get(row.id)!;
+      job.done = this.#run(row, workflows.get(row.id)!, job.abort);
+    }
+    return claimed;
+  }
+
+  #localRunningByTenant(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const job of this.#running.values()) counts.set(job.tenantId, (counts.get(job.tenantId) ?? 0) + 1);
+    return counts;
   }
 
   async #run(row: jobs.JobRow, workflow: RunnableWorkflow | { error: string }, abort: AbortController): Promise<void> {

@@ -355,4 +355,28 @@ export const migrations: Record<string, Migration> = {
       await db.schema.createIndex("session_recording_tokens_session").on("session_recording_tokens").columns(["session_id", "created_at"]).execute();
     },
   },
+  "0009_job_leases": {
+    async up(db: Kysely<any>) {
+      // Several instances on one PostgreSQL (issue 11): a running job is
+      // leased by the instance that runs it (its random id), which renews
+      // the lease while it runs. A lease that lapses means that instance is
+      // gone: any instance then ends the job interrupted.
+      await db.schema.alterTable("jobs").addColumn("lease_owner", "text").execute();
+      await db.schema.alterTable("jobs").addColumn("lease_expires_at", "text").execute();
+      if (onPostgres(db)) {
+        // A queued job wakes every instance's runner (LISTEN understudy_jobs);
+        // the payload names the schema, as one database may hold several.
+        // Once per statement: a batch of jobs is one wake-up.
+        await sql`
+          CREATE FUNCTION understudy_notify_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN
+            PERFORM pg_notify('understudy_jobs', TG_TABLE_SCHEMA);
+            RETURN NULL;
+          END $$`.execute(db);
+        await sql`
+          CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
+          FOR EACH STATEMENT EXECUTE FUNCTION understudy_notify_jobs()`.execute(db);
+      }
+    },
+  },
 };

@@ -121,6 +121,10 @@ export interface JobsTable {
   started_at: string | null;
   completed_at: string | null;
   cancel_requested_at: string | null;
+  /** The instance running the job (its random id), on PostgreSQL with several instances. */
+  lease_owner: string | null;
+  /** When the running job's lease lapses unless its instance renews it (ISO). */
+  lease_expires_at: string | null;
 }
 
 export interface JobLogsTable {
