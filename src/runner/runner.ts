@@ -140,6 +140,8 @@ export class Runner {
     this.#poll = setInterval(() => this.wake(), this.#deps.config.jobs.pollMs);
     if (this.#postgres) {
       const { leaseMs } = this.#deps.config.jobs;
+      // The name on this instance's leases (jobs.lease_owner), to tell which instance ran what.
+      this.#deps.log.log("info", "job runner started", { instance_id: this.instanceId, lease_ms: leaseMs });
       this.#leaseTimer = setInterval(() => {
         // One round at a time: a slow database must not pile them up.
         this.#leaseWork = this.#leaseWork.then(() => this.#leaseRound());
