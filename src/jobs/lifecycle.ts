@@ -22,12 +22,10 @@ export async function finishJob(
   from: readonly store.JobStatus[],
   end: store.JobEnd,
 ): Promise<boolean> {
-  if (!(await store.endJob(trx, id, from, end))) return false;
+  const row = await store.endJob(trx, id, from, end);
+  if (!row) return false;
   await store.releaseJobReferences(trx, id);
   await releaseProfileReferences(trx, id);
-  if (hooks.length > 0) {
-    const row = await store.findJobById(trx, id);
-    if (row) for (const hook of hooks) await hook(trx, row);
-  }
+  for (const hook of hooks) await hook(trx, row);
   return true;
 }

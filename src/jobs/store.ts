@@ -103,7 +103,8 @@ export async function releaseJobReferences(db: Db, jobId: string): Promise<void>
  * tenant's head from the same index. (Ranking every queued row with a window
  * function cost 5 ms a claim with 3,000 queued, measured.)
  */
-export async function queuedCandidates(db: Db, perTenant: number) {
+export async function queuedCandidates(db: Db, perTenant: number): Promise<Candidate[]> {
+  if (isPostgres(db)) return queuedCandidatesWithRunning(db, perTenant);
   const tenants = await sql<{ tenant_id: string }>`
     WITH RECURSIVE queued(tenant_id) AS (
       SELECT MIN(tenant_id) FROM jobs WHERE status = 'queued'
@@ -112,7 +113,7 @@ export async function queuedCandidates(db: Db, perTenant: number) {
       FROM queued WHERE queued.tenant_id IS NOT NULL
     )
     SELECT tenant_id FROM queued WHERE tenant_id IS NOT NULL`.execute(db);
-  const candidates: { id: string; tenant_id: string; seq: number; rank: number }[] = [];
+  const candidates: Candidate[] = [];
   for (const { tenant_id } of tenants.rows) {
     const head = await db
       .selectFrom("jobs")
@@ -125,6 +126,42 @@ export async function queuedCandidates(db: Db, perTenant: number) {
     head.forEach((row, i) => candidates.push({ ...row, rank: i + 1 }));
   }
   return candidates;
+}
+
+export interface Candidate {
+  id: string;
+  tenant_id: string;
+  seq: number;
+  /** 1 for the tenant's oldest queued job, 2 for the next... */
+  rank: number;
+  /** PostgreSQL: the tenant's jobs running on every instance. */
+  running?: number;
+}
+
+/**
+ * The same candidates on PostgreSQL, in one round trip, each with its
+ * tenant's running jobs over every instance (fairness counts those, not one
+ * runner's own): the tenants from the skip scan, each tenant's head by a
+ * LATERAL join on the (status, tenant_id, seq) index.
+ */
+async function queuedCandidatesWithRunning(db: Db, perTenant: number): Promise<Candidate[]> {
+  const result = await sql<Candidate>`
+    WITH RECURSIVE queued(tenant_id) AS (
+      SELECT MIN(tenant_id) FROM jobs WHERE status = 'queued'
+      UNION ALL
+      SELECT (SELECT MIN(tenant_id) FROM jobs WHERE status = 'queued' AND tenant_id > queued.tenant_id)
+      FROM queued WHERE queued.tenant_id IS NOT NULL
+    )
+    SELECT head.id, head.tenant_id, head.seq, head.rank::int AS rank,
+      (SELECT COUNT(*) FROM jobs r WHERE r.status IN ('running', 'starting_browser') AND r.tenant_id = queued.tenant_id)::int AS running
+    FROM queued CROSS JOIN LATERAL (
+      -- Numbered after the LIMIT: a window over the whole queue would read all of it.
+      SELECT id, tenant_id, seq, ROW_NUMBER() OVER (ORDER BY seq) AS rank FROM (
+        SELECT id, tenant_id, seq FROM jobs WHERE status = 'queued' AND tenant_id = queued.tenant_id ORDER BY seq LIMIT ${perTenant}
+      ) oldest
+    ) head
+    WHERE queued.tenant_id IS NOT NULL`.execute(db);
+  return result.rows;
 }
 
 export interface Lease {
@@ -150,20 +187,6 @@ export async function markRunning(db: Db, ids: readonly string[], at: string, le
     )
     .returningAll()
     .execute();
-}
-
-/** Jobs running per tenant, over every instance (the table, not one runner's memory). */
-export async function runningCountsByTenant(db: Db, tenantIds: readonly string[]): Promise<Map<string, number>> {
-  if (tenantIds.length === 0) return new Map();
-  const rows = await db
-    .selectFrom("jobs")
-    .select(["tenant_id"])
-    .select((eb) => eb.fn.countAll<number>().as("n"))
-    .where("status", "in", ["running", "starting_browser"])
-    .where("tenant_id", "in", tenantIds)
-    .groupBy("tenant_id")
-    .execute();
-  return new Map(rows.map((r) => [r.tenant_id, Number(r.n)]));
 }
 
 /**
@@ -207,10 +230,9 @@ export interface JobEnd {
   completed_at: string;
 }
 
-/** Ends a job that is in one of `from`; returns false when it had already ended. */
-export async function endJob(db: Db, id: string, from: readonly JobStatus[], end: JobEnd): Promise<boolean> {
-  const result = await db.updateTable("jobs").set(end).where("id", "=", id).where("status", "in", from).executeTakeFirst();
-  return Number(result.numUpdatedRows) > 0;
+/** Ends a job that is in one of `from`; returns its ended row, or undefined when it had already ended. */
+export async function endJob(db: Db, id: string, from: readonly JobStatus[], end: JobEnd): Promise<JobRow | undefined> {
+  return db.updateTable("jobs").set(end).where("id", "=", id).where("status", "in", from).returningAll().executeTakeFirst();
 }
 
 export async function requestCancel(db: Db, id: string, at: string): Promise<void> {

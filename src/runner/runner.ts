@@ -261,10 +261,11 @@ export class Runner {
     const claimed = await db.transaction().execute(async (trx) => {
       const candidates = await jobs.queuedCandidates(trx, free);
       if (candidates.length === 0) return { rows: [], lost: false };
-      // On PostgreSQL the running jobs of every instance count, from the
-      // table; on SQLite this runner is the only one.
-      const runningByTenant = this.#postgres ? await jobs.runningCountsByTenant(trx, [...new Set(candidates.map((c) => c.tenant_id))]) : this.#localRunningByTenant();
-      const turn = (c: { tenant_id: string; rank: number }) => c.rank + (runningByTenant.get(c.tenant_id) ?? 0);
+      // On PostgreSQL the running jobs of every instance count (the
+      // candidates carry them, from the table); on SQLite this runner is the
+      // only one.
+      const runningHere = this.#localRunningByTenant();
+      const turn = (c: jobs.Candidate) => c.rank + (c.running ?? runningHere.get(c.tenant_id) ?? 0);
       // Without the tie-break on last service, a slot freed by alpha's job
       // (alpha then has nothing running) would go to alpha's next, older job
       // every time, and beta would wait for alpha's whole queue.

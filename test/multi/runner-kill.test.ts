@@ -19,7 +19,7 @@ describeWithPostgres("SIGKILL of one instance of three", () => {
     hostname: "127.0.0.1",
     port: 0,
     async fetch(request) {
-      received.push(await request.json());
+      received.push((await request.json()) as (typeof received)[number]);
       return new Response("ok");
     },
   });
