@@ -65,6 +65,8 @@ export class PgWakeups {
     try {
       await client.connect();
       this.#schema = (await client.query<{ schema: string }>("SELECT current_schema() AS schema")).rows[0]?.schema;
+      // Named in pg_stat_activity, per schema (an operator, or a test, can find this connection).
+      await client.query("SELECT set_config('application_name', $1, false)", [`understudy-runner-listen:${this.#schema ?? ""}`.slice(0, 63)]);
       await client.query(`LISTEN ${JOBS_CHANNEL}`);
       await client.query(`LISTEN ${CANCEL_CHANNEL}`);
     } catch (error) {
