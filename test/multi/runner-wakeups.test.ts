@@ -16,7 +16,7 @@ describeWithPostgres("runner wake-ups on PostgreSQL", () => {
     cluster = await startCluster({
       instances: 1,
       workflowsDir: join(import.meta.dir, "..", "fixtures", "runner-workflows"),
-      env: { UNDERSTUDY_WORKFLOW_ISOLATION: "none", UNDERSTUDY_RUNNER_POLL_MS: "60000" },
+      env: { UNDERSTUDY_WORKFLOW_ISOLATION: "none", UNDERSTUDY_RUNNER_POLL_MS: "60000", UNDERSTUDY_JOB_LEASE_MS: "1500" },
     });
   }, 60_000);
   afterAll(async () => cluster?.close());
@@ -64,4 +64,24 @@ describeWithPostgres("runner wake-ups on PostgreSQL", () => {
     expect(await statusWithin(await insertQueued(first.body.job_id), 5000)).toBe("completed");
     expect(instance!.stdout()).toContain("notification connection failed");
   }, 60_000);
+
+  test("a cancel request that came without its NOTIFY is acted on at the next lease renewal", async () => {
+    const [instance] = cluster.instances;
+    const created = await postJson(instance!.url, "/v1/jobs/create", cluster.keys.alpha, { workflow: "slow", params: { ms: 60_000 } });
+    expect(created.status).toBe(200);
+    const id = created.body.job_id;
+    for (let i = 0; i < 200; i++) {
+      if ((await postJson(instance!.url, "/v1/jobs/get", cluster.keys.alpha, { id })).body.status === "running") break;
+      await Bun.sleep(10);
+    }
+    // What /v1/jobs/cancel writes, without its pg_notify: only the renewal (every 500 ms here) can see it.
+    await cluster.store.db.updateTable("jobs").set({ cancel_requested_at: new Date().toISOString() }).where("id", "=", id).execute();
+    let job: any;
+    for (let i = 0; i < 200; i++) {
+      job = (await postJson(instance!.url, "/v1/jobs/get", cluster.keys.alpha, { id })).body;
+      if (job.status !== "running") break;
+      await Bun.sleep(25);
+    }
+    expect(job.status).toBe("cancelled");
+  }, 30_000);
 });
