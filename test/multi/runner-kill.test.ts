@@ -15,15 +15,17 @@ const SECRET = "a-signing-secret-of-the-test";
 describeWithPostgres("SIGKILL of one instance of three", () => {
   let cluster: Cluster;
   const received: { job_id: string; event: string; error: string | null }[] = [];
-  const receiver = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(request) {
-      received.push((await request.json()) as (typeof received)[number]);
-      return new Response("ok");
-    },
-  });
+  let receiver: ReturnType<typeof Bun.serve>;
   beforeAll(async () => {
+    // The jobs' callbacks go to a real receiver on 127.0.0.1.
+    receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      async fetch(request) {
+        received.push((await request.json()) as (typeof received)[number]);
+        return new Response("ok");
+      },
+    });
     cluster = await startCluster({
       instances: 3,
       workflowsDir: WORKFLOWS,
@@ -37,7 +39,7 @@ describeWithPostgres("SIGKILL of one instance of three", () => {
   }, 60_000);
   afterAll(async () => {
     await cluster?.close();
-    receiver.stop(true);
+    receiver?.stop(true);
   });
 
   test("its running jobs end interrupted within the lease, webhooks sent; the others finish the rest; nothing stays running", async () => {
