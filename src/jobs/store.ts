@@ -142,7 +142,11 @@ export interface Candidate {
  * The same candidates on PostgreSQL, in one round trip, each with its
  * tenant's running jobs over every instance (fairness counts those, not one
  * runner's own): the tenants from the skip scan, each tenant's head by a
- * LATERAL join on the (status, tenant_id, seq) index.
+ * LATERAL join on the (status, tenant_id, seq) index. The heads are locked
+ * for the claim's transaction, skipping rows another instance's claim holds:
+ * otherwise every instance woken by the same NOTIFY would choose the same
+ * oldest jobs, all but one would find them taken, and would look again at
+ * once while the winner's claim is still open.
  */
 async function queuedCandidatesWithRunning(db: Db, perTenant: number): Promise<Candidate[]> {
   const result = await sql<Candidate>`
@@ -158,6 +162,7 @@ async function queuedCandidatesWithRunning(db: Db, perTenant: number): Promise<C
       -- Numbered after the LIMIT: a window over the whole queue would read all of it.
       SELECT id, tenant_id, seq, ROW_NUMBER() OVER (ORDER BY seq) AS rank FROM (
         SELECT id, tenant_id, seq FROM jobs WHERE status = 'queued' AND tenant_id = queued.tenant_id ORDER BY seq LIMIT ${perTenant}
+        FOR UPDATE SKIP LOCKED
       ) oldest
     ) head
     WHERE queued.tenant_id IS NOT NULL`.execute(db);
