@@ -258,6 +258,11 @@ export class Runner {
   async #claim(free: number): Promise<{ rows: jobs.JobRow[]; lost: boolean }> {
     const { db, clock } = this.#deps;
     const workflows = new Map<string, RunnableWorkflow | { error: string }>();
+    // A job runs only once its claim committed: on PostgreSQL the end of a
+    // job that raced ahead would not see its row running (READ COMMITTED)
+    // and the job would stay `running` for ever.
+    let settle!: (committed: boolean) => void;
+    const committed = new Promise<boolean>((resolve) => (settle = resolve));
     const claimed = await db.transaction().execute(async (trx) => {
       const candidates = await jobs.queuedCandidates(trx, free);
       if (candidates.length === 0) return { rows: [], lost: false };
@@ -299,23 +304,21 @@ export class Runner {
       }
       // Registered before the claim commits, so a cancel that waits on this
       // transaction always finds the job's abort controller.
+      // (A shutdown meanwhile waits for `done`, which covers the run.)
       for (const row of rows) {
-        this.#running.set(row.id, { tenantId: row.tenant_id, abort: new AbortController(), done: Promise.resolve() });
+        const abort = new AbortController();
+        const done = committed.then((ok) => (ok ? this.#run(row, workflows.get(row.id)!, abort) : undefined));
+        this.#running.set(row.id, { tenantId: row.tenant_id, abort, done });
         this.maxObservedConcurrency = Math.max(this.maxObservedConcurrency, this.#running.size);
       }
       return { rows, lost: rows.length < chosen.length };
     }).catch((error: unknown) => {
       // Rolled back: those jobs are still queued, not ours.
       for (const id of workflows.keys()) this.#running.delete(id);
+      settle(false);
       throw error;
     });
-    // Run only once the claim committed: on PostgreSQL the end of a job
-    // that raced ahead would not see its row running (READ COMMITTED) and
-    // the job would stay `running` for ever.
-    for (const row of claimed.rows) {
-      const job = this.#running.get(row.id)!;
-      job.done = this.#run(row, workflows.get(row.id)!, job.abort);
-    }
+    settle(true);
     return claimed;
   }
 
