@@ -31,8 +31,8 @@ test("while 1,500 queued jobs drain, a cancel of the last one still finds it que
   expect(cancelled.body.message).toContain("cancelled");
   expect((await server.post("/v1/jobs/get", { id: ids.at(-1) })).body.status).toBe("cancelled");
 
-  // And the rest still all complete.
-  for (let i = 0; i < 600; i++) {
+  // And the rest still all complete (bounded: a minute, for a loaded machine).
+  for (let i = 0; i < 2400; i++) {
     const queued = await server.post("/v1/jobs/list", { status: "queued", limit: 1 });
     const running = await server.post("/v1/jobs/list", { status: "running", limit: 1 });
     if (queued.body.jobs.length === 0 && running.body.jobs.length === 0) break;
@@ -40,4 +40,4 @@ test("while 1,500 queued jobs drain, a cancel of the last one still finds it que
   }
   const completed = await server.db.selectFrom("jobs").select((eb) => eb.fn.countAll<number>().as("n")).where("status", "=", "completed").executeTakeFirst();
   expect(Number(completed?.n)).toBe(1499);
-}, 60_000);
+}, 120_000);
