@@ -255,10 +255,10 @@ export async function getJob(deps: AppDeps, caller: Caller, id: string) {
 export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Promise<"cancelled" | "cancelling"> {
   const at = deps.clock.now().toISOString();
   const outcome = await deps.db.transaction().execute(async (trx) => {
-    const row = await store.findJob(trx, caller.tenantId, id);
+    let row = await store.findJob(trx, caller.tenantId, id);
     if (!row) throw jobNotFound(id);
     if (row.status === "queued") {
-      await finishJob(trx, deps.jobEndHooks, id, ["queued"], {
+      const cancelled = await finishJob(trx, deps.jobEndHooks, id, ["queued"], {
         status: "cancelled",
         failure_class: "cancelled",
         result: null,
@@ -266,7 +266,11 @@ export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Prom
         mapped_stack: null,
         completed_at: at,
       });
-      return "cancelled" as const;
+      if (cancelled) return "cancelled" as const;
+      // Claimed meanwhile (on PostgreSQL the claim commits while this waits
+      // for the row): what follows answers for the state it has now.
+      row = await store.findJob(trx, caller.tenantId, id);
+      if (!row) throw jobNotFound(id);
     }
     if (store.TERMINAL.includes(row.status as store.JobStatus)) {
       throw new AppError("CONFLICT", `Job ${id} already ended (${row.status}); there is nothing to cancel.`, {
