@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { randomId, systemClock } from "../../src/clock";
 import { openStoredValue } from "../../src/credentials/service";
 import { createApiKey, createTenant } from "../../src/tenants/service";
+import { uploadBase64 } from "../deployments/upload";
 import { uniqueName } from "../helpers";
 import { postJson } from "../process-helpers";
 import { describeWithPostgres, startCluster, type Cluster } from "./cluster";
@@ -35,6 +36,14 @@ describeWithPostgres("racing requests across 3 instances", () => {
       const rows = await cluster.store.db.selectFrom("credentials").select("id").where("name", "=", name).execute();
       expect(rows).toEqual([{ id: responses.find((r) => r.status === 200)!.body.credential_id }]);
     }
+  }, 60_000);
+
+  test("deploys through every instance at once each get their own version (1..n), never a 500", async () => {
+    const source = await uploadBase64({ workflows: [{ name: "raced", body: "return { ok: true };" }] });
+    const responses = await everywhere((url) => postJson(url, "/v1/deployments/create", cluster.keys.beta, { source, entry_point: "index.js" }));
+    expect(responses.map((r) => r.status)).toEqual(responses.map(() => 200));
+    const versions = responses.map((r) => r.body.deployment_version as number).sort((a, b) => a - b);
+    expect(versions).toEqual(responses.map((_, i) => i + 1));
   }, 60_000);
 
   test("a new tenant's first writes, through every instance at once, make one data key that every instance uses", async () => {
