@@ -2,6 +2,7 @@ import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditEve
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import type { Db } from "../store/database";
+import { lockTenant } from "../store/locks";
 import { IntegrityError, VaultUnavailableError, type Vault } from "../vault/vault";
 import * as store from "./store";
 
@@ -124,9 +125,18 @@ class Refusal {
   ) {}
 }
 
+/**
+ * A change to the caller's credentials, with the tenant's lock held (see
+ * lockTenant): its checks (the name is free, no job holds a reference) see
+ * every change committed before it, on PostgreSQL as on SQLite, so two
+ * racing creates of one name are a 200 and a 409, never a 500.
+ */
 async function auditedTransaction<T>(deps: AppDeps, caller: Caller, action: AuditAction, work: (trx: Db) => Promise<T>): Promise<T> {
   try {
-    return await deps.db.transaction().execute(work);
+    return await deps.db.transaction().execute(async (trx) => {
+      await lockTenant(trx, caller.tenantId);
+      return work(trx);
+    });
   } catch (thrown) {
     if (!(thrown instanceof Refusal)) throw thrown;
     await audit(deps.db, deps, caller, action, thrown.outcome, thrown.credential, thrown.detail);
@@ -255,9 +265,9 @@ async function openForRename(deps: AppDeps, caller: Caller, trx: Db, existing: s
 
 /**
  * Deletes a credential unless a queued or running job holds a reference to
- * it. The check and the delete share one transaction, and the runner writes
- * references in the transaction that creates a job, so no job can start with
- * a credential that is gone.
+ * it. The check and the delete share one transaction under the tenant's lock,
+ * which jobs/create and the runner's claim also hold while they write
+ * references, so no job can start with a credential that is gone.
  */
 export async function deleteCredential(deps: AppDeps, caller: Caller, id: string) {
   return auditedTransaction(deps, caller, "credential.delete", async (trx) => {

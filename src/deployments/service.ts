@@ -5,6 +5,7 @@ import type { Clock, IdSource } from "../clock";
 import { AppError } from "../errors";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
+import { lockTenant } from "../store/locks";
 import type { DiscoveredWorkflow } from "../worker/protocol";
 import { ArchiveError, quoteName, readArchive, writeArchive, type ArchiveLimits } from "./archive";
 import * as store from "./store";
@@ -85,6 +86,9 @@ export class Deployments {
     const id = newId();
     const at = clock.now().toISOString();
     const row = await db.transaction().execute(async (trx) => {
+      // Versions count up per tenant (max + 1): two deploys at once take turns
+      // for their number instead of colliding on it.
+      await lockTenant(trx, tenantId);
       const row: store.DeploymentRow = {
         id,
         tenant_id: tenantId,

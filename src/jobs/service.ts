@@ -3,6 +3,7 @@ import type { AppDeps, Caller } from "../http/route";
 import { lockTenants } from "../store/locks";
 import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
 import type { Db } from "../store/database";
+import { lockTenants } from "../store/locks";
 import type { CatalogEntry } from "../workflows/catalog";
 import { refuseLiteralTarget } from "../webhooks/address";
 import { referenceProfile } from "../profiles/service";
@@ -112,11 +113,36 @@ export async function insertQueuedJobs(
   const wanted: { job: store.NewJob; names: string[] }[] = [];
   const profiles: { job: store.NewJob; name: string }[] = [];
   const notes: Parameters<typeof store.insertJobLogs>[1] = [];
+  // The scheduler queues many jobs of one tenant's workflow in one batch: look each up once.
   const lookups = new Map<string, Promise<CatalogEntry>>();
+  const workflows: (CatalogEntry | AppError)[] = [];
   for (const { tenantId, input } of requests) {
+    const key = `${tenantId}\n${input.workflow.trim()}`;
+    let lookup = lookups.get(key);
+    if (!lookup) lookups.set(key, (lookup = findRunnableWorkflow(deps, trx, tenantId, input.workflow)));
+    try {
+      workflows.push(await lookup);
+    } catch (error) {
+      if (!(error instanceof AppError)) throw error;
+      workflows.push(error);
+    }
+  }
+  // A job that will hold references (to stored credentials, to a browser
+  // profile) takes them under its tenant's lock, which a delete of those
+  // holds too: a delete either sees the reference or commits before the
+  // lookup, never in between. Taken before anything is written (a tenant's
+  // first seal writes its data key), in one sorted go: no two transactions
+  // can then wait on each other.
+  await lockTenants(
+    trx,
+    requests.filter((_, i) => takesReferences(workflows[i]!)).map((r) => r.tenantId),
+  );
+  for (const [i, { tenantId, input }] of requests.entries()) {
+    const workflow = workflows[i]!;
     let prepared: Awaited<ReturnType<typeof prepareQueuedJob>>;
     try {
-      prepared = await prepareQueuedJob(deps, trx, tenantId, input, lookups);
+      if (workflow instanceof AppError) throw workflow;
+      prepared = await prepareQueuedJob(deps, trx, tenantId, input, workflow);
     } catch (error) {
       if (!(error instanceof AppError)) throw error;
       outcomes.push({ error });
@@ -151,16 +177,8 @@ async function prepareQueuedJob(
   trx: Db,
   tenantId: string,
   input: CreateJobInput,
-  lookups: Map<string, Promise<CatalogEntry>>,
+  workflow: CatalogEntry,
 ) {
-  // The scheduler queues many jobs of one tenant's workflow in one batch: look each up once.
-  const found = (name: string, find: () => Promise<CatalogEntry>) => {
-    const key = `${tenantId}\n${name.trim()}`;
-    let lookup = lookups.get(key);
-    if (!lookup) lookups.set(key, (lookup = find()));
-    return lookup;
-  };
-  const workflow = await found(input.workflow, () => findRunnableWorkflow(deps, trx, tenantId, input.workflow));
   const { credentials: given, ...params } = input.params;
   const declared = workflow.credentials;
   if (given !== undefined && declared.length > 0 && !isStringRecord(given)) {
@@ -244,10 +262,10 @@ export async function getJob(deps: AppDeps, caller: Caller, id: string) {
 export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Promise<"cancelled" | "cancelling"> {
   const at = deps.clock.now().toISOString();
   const outcome = await deps.db.transaction().execute(async (trx) => {
-    const row = await store.findJob(trx, caller.tenantId, id);
+    let row = await store.findJob(trx, caller.tenantId, id);
     if (!row) throw jobNotFound(id);
     if (row.status === "queued") {
-      await finishJob(trx, deps.jobEndHooks, id, ["queued"], {
+      const cancelled = await finishJob(trx, deps.jobEndHooks, id, ["queued"], {
         status: "cancelled",
         failure_class: "cancelled",
         result: null,
@@ -255,7 +273,11 @@ export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Prom
         mapped_stack: null,
         completed_at: at,
       });
-      return "cancelled" as const;
+      if (cancelled) return "cancelled" as const;
+      // Claimed meanwhile (on PostgreSQL the claim commits while this waits
+      // for the row): what follows answers for the state it has now.
+      row = await store.findJob(trx, caller.tenantId, id);
+      if (!row) throw jobNotFound(id);
     }
     if (store.TERMINAL.includes(row.status as store.JobStatus)) {
       throw new AppError("CONFLICT", `Job ${id} already ended (${row.status}); there is nothing to cancel.`, {
@@ -272,6 +294,11 @@ export async function cancelJob(deps: AppDeps, caller: Caller, id: string): Prom
 
 export const jobNotFound = (id: string) =>
   new AppError("NOT_FOUND", `Job ${id} not found. List this tenant's jobs with /v1/jobs/list.`);
+
+/** Whether a job of this workflow may take references when it is queued: it declares stored credentials or a browser profile. */
+function takesReferences(workflow: CatalogEntry | AppError): boolean {
+  return !(workflow instanceof AppError) && (workflow.credentials.length > 0 || workflow.authProfile !== undefined);
+}
 
 function isStringRecord(value: unknown): value is Record<string, string> {
   return typeof value === "object" && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === "string");

@@ -2,6 +2,7 @@ import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditEve
 import type { Clock, IdSource } from "../clock";
 import { AppError } from "../errors";
 import type { Db } from "../store/database";
+import { lockTenant } from "../store/locks";
 import { IntegrityError, VaultUnavailableError, type Vault } from "../vault/vault";
 import { storageState, type StorageState } from "./state";
 import * as store from "./store";
@@ -62,9 +63,15 @@ function serialise(state: StorageState, limitBytes: number): string {
   return json;
 }
 
-/** Registers a profile name (libretto's deploy does, for each declared authProfile); an existing one is left as it is. */
+/**
+ * Registers a profile name (libretto's deploy does, for each declared
+ * authProfile); an existing one is left as it is. Every change to a tenant's
+ * profiles holds the tenant's lock (lockTenant), so that two at once see each
+ * other on PostgreSQL as on SQLite: a name is made once, versions never repeat.
+ */
 export async function ensureProfile(deps: ProfileDeps, actor: Actor, name: string): Promise<{ id: string; created: boolean }> {
   return deps.db.transaction().execute(async (trx) => {
+    await lockTenant(trx, actor.tenantId);
     const existing = await store.findProfileByName(trx, actor.tenantId, name);
     if (existing) return { id: existing.id, created: false };
     const id = deps.newId();
@@ -89,6 +96,7 @@ export async function uploadProfileState(
 ): Promise<{ id: string; created: boolean; version: number }> {
   const json = serialise(state, limitBytes);
   return deps.db.transaction().execute(async (trx) => {
+    await lockTenant(trx, actor.tenantId);
     const existing = await store.findProfileByName(trx, actor.tenantId, name);
     const at = deps.clock.now().toISOString();
     if (existing) {
@@ -108,9 +116,10 @@ export async function uploadProfileState(
 
 /**
  * Deletes a profile unless a queued or running job uses it (409 with the job
- * ids). The check and the delete share one transaction; a job takes its
- * reference in the transaction that queues it (when the profile exists then)
- * and again in the one that claims it.
+ * ids). The check and the delete share one transaction under the tenant's
+ * lock; a job takes its reference, under the same lock, in the transaction
+ * that queues it (when the profile exists then) and again in the one that
+ * claims it.
  */
 export async function deleteProfile(
   deps: Pick<ProfileDeps, "db" | "clock">,
@@ -121,6 +130,7 @@ export async function deleteProfile(
 ): Promise<void> {
   let refusal: { error: AppError; outcome: AuditOutcome; profile: { id?: string; name: string }; detail?: string } | undefined;
   await deps.db.transaction().execute(async (trx) => {
+    await lockTenant(trx, actor.tenantId);
     const existing = await store.findProfileByName(trx, actor.tenantId, name);
     if (!existing) {
       refusal = { error: notFound(name), outcome: "not_found", profile: { name } };
@@ -262,6 +272,7 @@ export async function saveRefreshedState(
   const bytes = Buffer.byteLength(json, "utf8");
   if (bytes > limitBytes) return { skipped: `the state is ${bytes} bytes; the limit is ${limitBytes} bytes (UNDERSTUDY_MAX_BODY_BYTES)` };
   return deps.db.transaction().execute(async (trx) => {
+    await lockTenant(trx, tenantId);
     const row = await store.findProfileById(trx, tenantId, profileId);
     if (!row) return { skipped: "the profile no longer exists" };
     const version = row.version + 1;

@@ -140,6 +140,8 @@ export async function updateSchedule(deps: AppDeps, caller: Caller, id: string, 
   if (typeof changes.callback_url === "string") refuseLiteralTarget(changes.callback_url, deps.webhooks.allowPrivate, "callback_url");
   const workflow = changes.workflow === undefined ? undefined : (await findRunnableWorkflow(deps, deps.db, caller.tenantId, changes.workflow)).name;
   return deps.db.transaction().execute(async (trx) => {
+    // Two edits at once must not undo each other (options is rewritten whole).
+    if (!(await store.lockSchedule(trx, caller.tenantId, id))) throw scheduleNotFound(id);
     const row = await store.findSchedule(trx, caller.tenantId, id);
     if (!row) throw scheduleNotFound(id);
     const patch: store.SchedulePatch = { updated_at: deps.clock.now().toISOString() };
@@ -195,6 +197,10 @@ export async function deleteSchedule(deps: AppDeps, caller: Caller, id: string):
  */
 export async function triggerSchedule(deps: AppDeps, caller: Caller, id: string): Promise<{ jobId: string; row: store.ScheduleRow }> {
   const triggered = await deps.db.transaction().execute(async (trx) => {
+    // Two triggers (or a trigger and the scheduler's fire) at once: the second
+    // sees the first's job, so overlap_policy "skip" holds. The schedule's row
+    // is locked before the tenant's lock that queueing a job may take.
+    if (!(await store.lockSchedule(trx, caller.tenantId, id))) throw scheduleNotFound(id);
     const row = await store.findScheduleWithLastJob(trx, caller.tenantId, id);
     if (!row) throw scheduleNotFound(id);
     if (previousJobStillActive(row)) {

@@ -18,6 +18,18 @@ export async function findSchedule(db: Db, tenantId: string, id: string): Promis
   return db.selectFrom("schedules").selectAll().where("tenant_id", "=", tenantId).where("id", "=", id).executeTakeFirst();
 }
 
+/**
+ * Locks one schedule's row until the transaction ends (PostgreSQL; SQLite
+ * runs one write transaction at a time): an edit or a trigger then reads,
+ * and builds on, the row as the last change (or fire) left it. False when
+ * there is no such schedule.
+ */
+export async function lockSchedule(db: Db, tenantId: string, id: string): Promise<boolean> {
+  if (!isPostgres(db)) return (await findSchedule(db, tenantId, id)) !== undefined;
+  const row = await db.selectFrom("schedules").select("id").where("tenant_id", "=", tenantId).where("id", "=", id).forUpdate().executeTakeFirst();
+  return row !== undefined;
+}
+
 const withLastJob = (db: Db) =>
   db
     .selectFrom("schedules")

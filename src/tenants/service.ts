@@ -18,9 +18,8 @@ export async function createTenant(db: Db, clock: Clock, newId: IdSource, rawNam
   if (!TENANT_NAME.test(name)) {
     throw new TenantError(`Tenant name "${rawName}" is not valid: use 1-63 characters of a-z, 0-9, _ and -, starting with a letter or digit.`);
   }
-  if (await store.findTenantByName(db, name)) throw new TenantError(`A tenant named "${name}" already exists.`);
   const tenant = { id: newId(), name, createdAt: clock.now().toISOString() };
-  await store.insertTenant(db, tenant);
+  if (!(await store.insertTenant(db, tenant))) throw new TenantError(`A tenant named "${name}" already exists.`);
   return tenant;
 }
 

@@ -23,8 +23,14 @@ const toTenant = (r: { id: string; name: string; created_at: string }): Tenant =
   createdAt: r.created_at,
 });
 
-export async function insertTenant(db: Db, tenant: Tenant): Promise<void> {
-  await db.insertInto("tenants").values({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt }).execute();
+/** False when a tenant of this name exists (made meanwhile by another process, say): names are unique. */
+export async function insertTenant(db: Db, tenant: Tenant): Promise<boolean> {
+  const result = await db
+    .insertInto("tenants")
+    .values({ id: tenant.id, name: tenant.name, created_at: tenant.createdAt })
+    .onConflict((oc) => oc.column("name").doNothing())
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
 }
 
 export async function findTenantByName(db: Db, name: string): Promise<Tenant | undefined> {
@@ -81,13 +87,12 @@ export async function listApiKeys(db: Db, tenantId: string): Promise<ApiKeyInfo[
   }));
 }
 
-/** Returns false when no such key exists; revoking twice keeps the first time. */
+/** Revoking twice keeps the first time, also when two revokes race (the update is the check). */
 export async function revokeApiKey(db: Db, id: string, at: string): Promise<"revoked" | "already" | "missing"> {
-  const row = await db.selectFrom("api_keys").select(["revoked_at"]).where("id", "=", id).executeTakeFirst();
-  if (!row) return "missing";
-  if (row.revoked_at) return "already";
-  await db.updateTable("api_keys").set({ revoked_at: at }).where("id", "=", id).execute();
-  return "revoked";
+  const result = await db.updateTable("api_keys").set({ revoked_at: at }).where("id", "=", id).where("revoked_at", "is", null).executeTakeFirst();
+  if (Number(result.numUpdatedRows) > 0) return "revoked";
+  const row = await db.selectFrom("api_keys").select("id").where("id", "=", id).executeTakeFirst();
+  return row ? "already" : "missing";
 }
 
 export async function touchApiKey(db: Db, id: string, at: string): Promise<void> {

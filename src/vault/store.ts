@@ -39,10 +39,11 @@ export async function findTenantKey(db: Db, tenantId: string) {
  * Stores a tenant's new data key only while `masterKeyId` is still the
  * database's current master key: the check and the insert are one statement,
  * so a rotation committed by another process in between cannot leave a key
- * wrapped by the old master key behind it.
+ * wrapped by the old master key behind it. True when this call inserted it
+ * (false: another writer's key is there, or the master key moved on).
  */
-export async function insertTenantKeyIfCurrent(db: Db, tenantId: string, masterKeyId: string, wrapped: Uint8Array, at: string) {
-  await db
+export async function insertTenantKeyIfCurrent(db: Db, tenantId: string, masterKeyId: string, wrapped: Uint8Array, at: string): Promise<boolean> {
+  const result = await db
     .insertInto("tenant_keys")
     .columns(["tenant_id", "master_key_id", "wrapped_key", "created_at", "rotated_at"])
     .expression(
@@ -53,7 +54,8 @@ export async function insertTenantKeyIfCurrent(db: Db, tenantId: string, masterK
         .where("master_key_id", "=", masterKeyId),
     )
     .onConflict((oc) => oc.column("tenant_id").doNothing())
-    .execute();
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;
 }
 
 /**

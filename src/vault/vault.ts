@@ -225,17 +225,50 @@ export class Vault {
       const wrapping = this.#keyById(meta.master_key_id);
       if (!wrapping) throw this.#rotatedAway(meta.master_key_id);
       const dataKey = new Uint8Array(randomBytes(32));
-      await store.insertTenantKeyIfCurrent(db, tenantId, wrapping.id, seal(wrapping.key, dataKey, tenantKeyAd(tenantId)), this.#clock.now().toISOString());
-      // Another writer may have won the insert; the stored row is the truth.
+      const createdAt = this.#clock.now().toISOString();
+      // Another writer (a transaction of this process, or another instance on
+      // PostgreSQL) may be inserting this tenant's key at the same moment: the
+      // insert then waits for it and does nothing, and the stored row, re-read,
+      // is the one key everyone uses.
+      if (await store.insertTenantKeyIfCurrent(db, tenantId, wrapping.id, seal(wrapping.key, dataKey, tenantKeyAd(tenantId)), createdAt)) {
+        this.#madeHere.set(tenantId, { dataKey, createdAt });
+        if (db.isTransaction) this.#uncommitted(db).add(tenantId);
+      }
       row = await store.findTenantKey(db, tenantId);
       if (!row) throw (await this.staleMasterKey(db)) ?? new Error("tenant key vanished after insert");
     }
+    // A key inserted by this transaction is not cached before it commits: were
+    // the transaction rolled back, the cached key would seal later values with
+    // a key that no row holds (and another writer would make the tenant a
+    // different one). The next transaction reads it back, committed.
+    const uncommitted = this.#uncommittedKeys.get(db)?.has(tenantId) ?? false;
     if (!this.#keyById(row.master_key_id)) {
-      // Wrapped by a key this process lacks: a server on the new key made it after a rotation.
+      // Wrapped by a key this process lacks. When it is the key this process
+      // made (a rotate-key since re-wrapped it; the row keeps its created_at),
+      // this process still holds it, as it holds every key it had cached.
+      const made = this.#madeHere.get(tenantId);
+      if (made && made.createdAt === row.created_at) {
+        if (!uncommitted) this.#dataKeys.set(tenantId, made.dataKey);
+        return made.dataKey;
+      }
+      // Otherwise a server on the new key made it after a rotation.
       const stale = await this.staleMasterKey(db);
       if (stale) throw stale;
     }
+    if (uncommitted) return this.#unwrapUncached(row);
+    this.#madeHere.delete(tenantId);
     return this.#unwrap(row);
+  }
+
+  /** Tenant keys inserted by a transaction still open, by transaction. */
+  readonly #uncommittedKeys = new WeakMap<Db, Set<string>>();
+  /** The data keys this process made and has not yet read back committed, with the created_at of their row. */
+  readonly #madeHere = new Map<string, { dataKey: Uint8Array; createdAt: string }>();
+
+  #uncommitted(trx: Db): Set<string> {
+    let tenants = this.#uncommittedKeys.get(trx);
+    if (!tenants) this.#uncommittedKeys.set(trx, (tenants = new Set()));
+    return tenants;
   }
 
   #rotatedAway(masterKeyId: string): VaultUnavailableError {
@@ -252,6 +285,12 @@ export class Vault {
   #unwrap(row: { tenant_id: string; master_key_id: string; wrapped_key: Uint8Array }): Uint8Array {
     const cached = this.#dataKeys.get(row.tenant_id);
     if (cached) return cached;
+    const dataKey = this.#unwrapUncached(row);
+    this.#dataKeys.set(row.tenant_id, dataKey);
+    return dataKey;
+  }
+
+  #unwrapUncached(row: { tenant_id: string; master_key_id: string; wrapped_key: Uint8Array }): Uint8Array {
     const key = this.#keyById(row.master_key_id);
     if (!key) {
       throw new FatalError(
@@ -263,7 +302,6 @@ export class Vault {
     if (!dataKey) {
       throw new FatalError(`The data key of tenant ${row.tenant_id} does not open with master key ${key.id}; the database is damaged.`);
     }
-    this.#dataKeys.set(row.tenant_id, dataKey);
     return dataKey;
   }
 

@@ -1,5 +1,6 @@
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
+import { lockTenant } from "../store/locks";
 import { refuseLiteralTarget } from "./address";
 import { endpointSecretContext, generateSigningSecret } from "./signing";
 import * as store from "./store";
@@ -70,6 +71,9 @@ export async function updateEndpoint(
 export async function deleteEndpoint(deps: AppDeps, caller: Caller, id: string): Promise<void> {
   const at = deps.clock.now().toISOString();
   await deps.db.transaction().execute(async (trx) => {
+    // Under the tenant's lock, like redeliver: a redelivery either comes first
+    // (and is failed here) or sees the endpoint gone (409), never re-queued after this.
+    await lockTenant(trx, caller.tenantId);
     if (!(await store.deleteEndpoint(trx, caller.tenantId, id))) throw endpointNotFound(id);
     await store.failPendingDeliveriesOf(trx, caller.tenantId, id, "The webhook endpoint was deleted.", at);
   });
@@ -97,6 +101,7 @@ export async function deliveryPlace(deps: AppDeps, caller: Caller, id: string): 
 export async function redeliver(deps: AppDeps, caller: Caller, id: string): Promise<store.Delivery> {
   const at = deps.clock.now().toISOString();
   const delivery = await deps.db.transaction().execute(async (trx) => {
+    await lockTenant(trx, caller.tenantId);
     const found = await store.findDelivery(trx, caller.tenantId, id);
     if (!found) throw deliveryNotFound(id);
     if (found.status === "pending") {
