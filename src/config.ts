@@ -372,29 +372,30 @@ export function takeEnvironment(live: Record<string, string | undefined>): Recor
   return snapshot;
 }
 
-function readKey(env: Env, name: string, readFile: (path: string) => string, problems: string[]): Uint8Array | undefined {
+/** NAME's value, inline or from the file NAME_FILE names (a Docker secret), trimmed; a problem is noted, never the value. */
+function readInlineOrFile(env: Env, name: string, readFile: (path: string) => string, problems: string[]): { text: string; source: string } | undefined {
   const inline = env[name]?.trim() || undefined;
   const file = env[`${name}_FILE`]?.trim() || undefined;
   if (inline && file) {
     problems.push(`${name} and ${name}_FILE are both set; set only one`);
     return undefined;
   }
-  let text = inline;
-  let source = name;
-  if (file) {
-    source = `${name}_FILE`;
-    try {
-      text = readFile(file).trim();
-    } catch (error) {
-      const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
-      problems.push(`${name}_FILE names a file that cannot be read (${reason}): ${file}`);
-      return undefined;
-    }
+  if (!file) return inline === undefined ? undefined : { text: inline, source: name };
+  try {
+    return { text: readFile(file).trim(), source: `${name}_FILE` };
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
+    problems.push(`${name}_FILE names a file that cannot be read (${reason}): ${file}`);
+    return undefined;
   }
-  if (text === undefined) return undefined;
-  const key = decodeMasterKey(text);
+}
+
+function readKey(env: Env, name: string, readFile: (path: string) => string, problems: string[]): Uint8Array | undefined {
+  const read = readInlineOrFile(env, name, readFile, problems);
+  if (!read) return undefined;
+  const key = decodeMasterKey(read.text);
   if (!key.ok) {
-    problems.push(`${source} ${key.problem}; generate one with \`understudy keygen\``);
+    problems.push(`${read.source} ${key.problem}; generate one with \`understudy keygen\``);
     return undefined;
   }
   return key.key;
@@ -402,24 +403,9 @@ function readKey(env: Env, name: string, readFile: (path: string) => string, pro
 
 /** The PostgreSQL URL, inline or from a file (a Docker secret); a problem never quotes it (it may hold a password). */
 function readDatabaseUrl(env: Env, readFile: (path: string) => string, problems: string[]): string | undefined {
-  const name = "UNDERSTUDY_DATABASE_URL";
-  const inline = env[name]?.trim() || undefined;
-  const file = env[`${name}_FILE`]?.trim() || undefined;
-  if (inline && file) {
-    problems.push(`${name} and ${name}_FILE are both set; set only one`);
-    return undefined;
-  }
-  let text = inline;
-  if (file) {
-    try {
-      text = readFile(file).trim();
-    } catch (error) {
-      problems.push(`${name}_FILE names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? "unreadable"}): ${file}`);
-      return undefined;
-    }
-  }
-  if (text === undefined) return undefined;
-  const source = file ? `${name}_FILE` : name;
+  const read = readInlineOrFile(env, "UNDERSTUDY_DATABASE_URL", readFile, problems);
+  if (!read) return undefined;
+  const { text, source } = read;
   let url: URL;
   try {
     url = new URL(text);

@@ -8,7 +8,7 @@ import { jsonLogger } from "../log";
 import { deleteProfile, listProfiles, uploadProfileState } from "../profiles/service";
 import { profileName, storageState } from "../profiles/state";
 import { openStore, startServer } from "../server/start";
-import { describeDatabaseUrl } from "../store/postgres";
+import { describeDatabaseUrl, openPostgres } from "../store/postgres";
 import { damagedDatabaseError, openDatabase } from "../store/database";
 import { migrateToLatest } from "../store/migrate";
 import { createApiKey, createTenant, requireTenant, TenantError } from "../tenants/service";
@@ -434,10 +434,14 @@ function dbPathOf(io: Io, values: Record<string, string | boolean | undefined>, 
 /** Admin commands work on the database directly; they need no master key (tenant data keys are made at first use). */
 async function withDatabase(io: Io, values: Record<string, string | boolean | undefined>, work: (db: Awaited<ReturnType<typeof openDatabase>>) => Promise<number>) {
   const config = loadConfig(io.env);
-  const db = await openDatabase({ path: dbPathOf(io, values, config), synchronous: config.dbSynchronous, busyTimeoutMs: config.busyTimeoutMs });
+  // With UNDERSTUDY_DATABASE_URL, the PostgreSQL database the instances share (--db names a SQLite file instead).
+  const postgres = config.databaseUrl !== undefined && values.db === undefined && !values.dev;
+  const db = postgres
+    ? await openPostgres({ url: config.databaseUrl!, poolSize: 2 })
+    : await openDatabase({ path: dbPathOf(io, values, config), synchronous: config.dbSynchronous, busyTimeoutMs: config.busyTimeoutMs });
   try {
     await migrateToLatest(db).catch((error: unknown) => {
-      throw damagedDatabaseError(dbPathOf(io, values, config), error) ?? error;
+      throw (postgres ? undefined : damagedDatabaseError(dbPathOf(io, values, config), error)) ?? error;
     });
     return await work(db);
   } finally {

@@ -29,24 +29,24 @@ interface CdpCookie {
 
 /** Loads the state into the browser; throws when it could not within timeoutMs. */
 export async function applyStorageState(connect: Connect, state: StorageState, timeoutMs: number): Promise<void> {
+  await withinOrThrow(connect, timeoutMs, "the browser did not take the profile's state", async (cdp) => {
+    if (state.cookies.length) await cdp.call("Storage.setCookies", { cookies: state.cookies.map(toCdpCookie) });
+    const origins = state.origins.filter((o) => o.localStorage.length).slice(0, MAX_ORIGINS);
+    if (!origins.length) return;
+    await inScratchTab(cdp, async (visit) => {
+      for (const { origin, localStorage } of origins) {
+        await visit(origin, `(() => { for (const [k, v] of ${JSON.stringify(localStorage.map((e) => [e.name, e.value]))}) localStorage.setItem(k, v); return true; })()`);
+      }
+    });
+  });
+}
+
+/** Runs work on a DevTools connection of its own; throws `${what} within N s` when it does not end in time. */
+async function withinOrThrow(connect: Connect, timeoutMs: number, what: string, work: (cdp: CdpCaller) => Promise<void>): Promise<void> {
   const cdp = new CdpCaller(connect);
   try {
-    const done = await within(
-      timeoutMs,
-      (async () => {
-        if (state.cookies.length) await cdp.call("Storage.setCookies", { cookies: state.cookies.map(toCdpCookie) });
-        const origins = state.origins.filter((o) => o.localStorage.length).slice(0, MAX_ORIGINS);
-        if (origins.length) {
-          await inScratchTab(cdp, async (visit) => {
-            for (const { origin, localStorage } of origins) {
-              await visit(origin, `(() => { for (const [k, v] of ${JSON.stringify(localStorage.map((e) => [e.name, e.value]))}) localStorage.setItem(k, v); return true; })()`);
-            }
-          });
-        }
-        return true;
-      })(),
-    );
-    if (!done) throw new Error(`the browser did not take the profile's state within ${timeoutMs / 1000} s`);
+    const done = await within(timeoutMs, work(cdp).then(() => true));
+    if (!done) throw new Error(`${what} within ${timeoutMs / 1000} s`);
   } finally {
     cdp.close();
   }
@@ -90,27 +90,17 @@ export async function readStorageState(connect: Connect, origins: readonly strin
 
 /** Opens url in the browser's first tab (as a start URL given at launch would be); throws when it could not within timeoutMs. */
 export async function openFirstPage(connect: Connect, url: string, timeoutMs: number): Promise<void> {
-  const cdp = new CdpCaller(connect);
-  try {
-    const done = await within(
-      timeoutMs,
-      (async () => {
-        const { targetInfos } = await cdp.call<{ targetInfos: { targetId: string; type: string }[] }>("Target.getTargets");
-        const first = targetInfos.find((t) => t.type === "page");
-        if (!first) {
-          await cdp.call("Target.createTarget", { url });
-          return true;
-        }
-        const { sessionId } = await cdp.call<{ sessionId: string }>("Target.attachToTarget", { targetId: first.targetId, flatten: true });
-        await cdp.call("Page.navigate", { url }, sessionId);
-        await cdp.call("Target.detachFromTarget", { sessionId }).catch(() => {});
-        return true;
-      })(),
-    );
-    if (!done) throw new Error(`the start page did not open within ${timeoutMs / 1000} s`);
-  } finally {
-    cdp.close();
-  }
+  await withinOrThrow(connect, timeoutMs, "the start page did not open", async (cdp) => {
+    const { targetInfos } = await cdp.call<{ targetInfos: { targetId: string; type: string }[] }>("Target.getTargets");
+    const first = targetInfos.find((t) => t.type === "page");
+    if (!first) {
+      await cdp.call("Target.createTarget", { url });
+      return;
+    }
+    const { sessionId } = await cdp.call<{ sessionId: string }>("Target.attachToTarget", { targetId: first.targetId, flatten: true });
+    await cdp.call("Page.navigate", { url }, sessionId);
+    await cdp.call("Target.detachFromTarget", { sessionId }).catch(() => {});
+  });
 }
 
 /**
@@ -158,28 +148,16 @@ async function inScratchTab(cdp: CdpCaller, work: (visit: (origin: string, expre
   }
 }
 
+/** The fields Playwright's storageState and CDP name and mean alike. */
+function commonFields(cookie: Omit<Cookie, "expires" | "sameSite">) {
+  const { name, value, domain, path, httpOnly, secure } = cookie;
+  return { name, value, domain, path, httpOnly, secure };
+}
+
 function toCdpCookie(cookie: Cookie): object {
-  return {
-    name: cookie.name,
-    value: cookie.value,
-    domain: cookie.domain,
-    path: cookie.path,
-    ...(cookie.expires > 0 ? { expires: cookie.expires } : {}),
-    httpOnly: cookie.httpOnly,
-    secure: cookie.secure,
-    sameSite: cookie.sameSite,
-  };
+  return { ...commonFields(cookie), ...(cookie.expires > 0 ? { expires: cookie.expires } : {}), sameSite: cookie.sameSite };
 }
 
 function fromCdpCookie(cookie: CdpCookie): Cookie {
-  return {
-    name: cookie.name,
-    value: cookie.value,
-    domain: cookie.domain,
-    path: cookie.path,
-    expires: cookie.session || !(cookie.expires > 0) ? -1 : cookie.expires,
-    httpOnly: cookie.httpOnly,
-    secure: cookie.secure,
-    sameSite: cookie.sameSite ?? "Lax",
-  };
+  return { ...commonFields(cookie), expires: cookie.session || !(cookie.expires > 0) ? -1 : cookie.expires, sameSite: cookie.sameSite ?? "Lax" };
 }
