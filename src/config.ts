@@ -88,6 +88,14 @@ export interface Config {
   readonly schedules: {
     /** How often the scheduler looks for due schedules. */
     readonly tickMs: number;
+    /**
+     * TEST ONLY (UNDERSTUDY_TEST_ONLY_SCHEDULER_CLOCK="ORIGIN_MS,SPEED"): the
+     * scheduler's clock runs SPEED times faster than real time from the Unix
+     * millisecond ORIGIN_MS, so the multi-instance tests see minutes of cron
+     * fires in seconds, every process on the same fake time. Not in --help;
+     * never set it in production.
+     */
+    readonly testOnlyClock?: { readonly originMs: number; readonly speed: number } | undefined;
   };
   /** Remote browser sessions (/v1/sessions/*). */
   readonly sessions: {
@@ -243,6 +251,15 @@ const envSchema = z.object({
     .transform((v) => v.split(",").map(Number))
     .default([0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]),
   UNDERSTUDY_SCHEDULER_TICK_MS: positiveInt("milliseconds").default(1000),
+  UNDERSTUDY_TEST_ONLY_SCHEDULER_CLOCK: z
+    .string()
+    .trim()
+    .regex(/^\d+,\d+$/, "must be ORIGIN_MS,SPEED (test only)")
+    .transform((v) => {
+      const [originMs, speed] = v.split(",").map(Number);
+      return { originMs: originMs!, speed: speed! };
+    })
+    .optional(),
   UNDERSTUDY_SESSION_IDLE_MS: positiveInt("milliseconds").default(300_000),
   UNDERSTUDY_SESSIONS_PER_TENANT: positiveInt("sessions").default(2),
   UNDERSTUDY_MAX_SESSIONS: nonNegativeInt("sessions; 0 turns sessions off").default(4),
@@ -333,7 +350,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       timeoutMs: v.UNDERSTUDY_WEBHOOK_TIMEOUT_MS,
       retryScheduleMs: Object.freeze(v.UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS),
     }),
-    schedules: Object.freeze({ tickMs: v.UNDERSTUDY_SCHEDULER_TICK_MS }),
+    schedules: Object.freeze({ tickMs: v.UNDERSTUDY_SCHEDULER_TICK_MS, testOnlyClock: v.UNDERSTUDY_TEST_ONLY_SCHEDULER_CLOCK }),
     sessions: Object.freeze({
       idleMs: v.UNDERSTUDY_SESSION_IDLE_MS,
       perTenant: v.UNDERSTUDY_SESSIONS_PER_TENANT,

@@ -36,6 +36,8 @@ export const callbackSecretContext = (scheduleId: string) => `schedule/${schedul
  */
 const FIRES_PER_TRANSACTION = 1000;
 const MAX_ERROR_CHARS = 1000;
+/** How soon a tick looks again when the due schedules are being fired by another instance. */
+const HELD_ELSEWHERE_RETRY_MS = 50;
 
 export interface TickResult {
   /** Jobs queued. */
@@ -253,7 +255,14 @@ export class Scheduler {
       // start on time instead of up to tickMs late. A schedule created
       // meanwhile is seen within tickMs.
       const earliest = await store.earliestFireAt(this.deps.db);
-      if (earliest !== null) delay = Math.max(0, Math.min(delay, Date.parse(earliest) - this.deps.clock.now().getTime()));
+      if (earliest !== null) {
+        const untilDue = Date.parse(earliest) - this.deps.clock.now().getTime();
+        // Due, yet this tick found nothing: another instance's tick holds those
+        // rows (PostgreSQL) and moves them on when it commits. Look again soon,
+        // not in a tight loop.
+        const heldElsewhere = untilDue <= 0 && result.fired + result.skipped + result.failed === 0;
+        delay = heldElsewhere ? Math.min(delay, HELD_ELSEWHERE_RETRY_MS) : Math.max(0, Math.min(delay, untilDue));
+      }
     } catch (error) {
       this.deps.log.log("error", "scheduler tick failed", { error: error instanceof Error ? `${error.name}: ${error.message}` : "non-error thrown" });
     }

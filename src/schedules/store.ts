@@ -63,14 +63,26 @@ export async function deleteSchedule(db: Db, tenantId: string, id: string): Prom
   return Number(result.numDeletedRows) > 0;
 }
 
-/** Enabled schedules due at `nowIso`, oldest due first (index schedules_due). */
+/**
+ * Enabled schedules due at `nowIso`, oldest due first (index schedules_due),
+ * claimed for the caller's transaction. On PostgreSQL, where several
+ * instances tick at once, the rows are locked FOR UPDATE and rows another
+ * tick holds are skipped: that tick fires them and moves next_fire_at on
+ * before it lets go, and a row whose lock comes free between this
+ * statement's snapshot and its lock is checked again on its committed
+ * version, so it is no longer due. One due time fires once, with no leader
+ * to elect: an instance that dies mid-tick rolls back, and the next tick
+ * anywhere fires what it held. SQLite has one writer, so the transaction is
+ * the claim.
+ */
 export async function dueSchedules(db: Db, nowIso: string, limit: number): Promise<ScheduleWithLastJob[]> {
-  return withLastJob(db)
+  const query = withLastJob(db)
     .where("schedules.enabled", "=", 1)
     .where("schedules.next_fire_at", "<=", nowIso)
     .orderBy("schedules.next_fire_at")
-    .limit(limit)
-    .execute();
+    .limit(limit);
+  // "OF schedules": the joined job row is only read (and may be absent).
+  return isPostgres(db) ? query.forUpdate("schedules").skipLocked().execute() : query.execute();
 }
 
 /** When the next enabled schedule is due; null when none is. */

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { systemClock, randomId, type Clock, type IdSource } from "../clock";
+import { spedUpClock, systemClock, randomId, type Clock, type IdSource } from "../clock";
 import type { Config } from "../config";
 import { Pruner } from "../artifacts/retention";
 import { flushAuditEvents } from "../audit/store";
@@ -199,7 +199,8 @@ export async function startServer(
     allowPrivate: config.webhooks.allowPrivate ?? options.allowPrivateWebhooksByDefault ?? false,
   };
   const deliveries = new DeliveryWorker(webhookDeps);
-  const scheduler = new Scheduler({ db: store.db, vault: store.vault, clock, newId, log, catalog, runner, config });
+  const schedulerClock = config.schedules.testOnlyClock ? spedUpClock(config.schedules.testOnlyClock.originMs, config.schedules.testOnlyClock.speed) : clock;
+  const scheduler = new Scheduler({ db: store.db, vault: store.vault, clock: schedulerClock, newId, log, catalog, runner, config });
   jobEndHooks.push(webhookJobEndHook(webhookDeps, () => deliveries.wake()), scheduleJobEndHook(scheduler.deps));
   await runner.recoverInterrupted();
   removeStaleSessionBrowsers();

@@ -1,5 +1,5 @@
 import { insertionOrder } from "../store/dialect";
-import { sql } from "kysely";
+import { isPostgres } from "../store/postgres";
 import type { Db } from "../store/database";
 import type { WebhookDeliveriesTable, WebhookEndpointsTable } from "../store/schema";
 
@@ -193,6 +193,18 @@ export async function insertDeliveries(db: Db, deliveries: readonly NewDelivery[
  * attempt and is leased until `leaseUntil` (its next_attempt_at), so another
  * worker on the same database, or this one after a crash, takes it up again
  * only when the lease has lapsed. `exclude`: deliveries this worker is sending.
+ *
+ * On PostgreSQL the rows are picked FOR UPDATE SKIP LOCKED: without it, two
+ * instances claiming at once pick the same ids, and the second UPDATE, after
+ * waiting for the first, re-checks only `status` on the new row version and
+ * claims (and sends) it again. With it, the second skips rows being claimed,
+ * and a row that was claimed meanwhile is re-checked against the due time on
+ * its committed version, which the lease has moved past `now`.
+ *
+ * The claimed `attempts` is the claim's token: recordAttempt and
+ * releaseDelivery write only while it is unchanged, so an attempt that
+ * outlived its lease (and was claimed again elsewhere) cannot overwrite the
+ * newer claim's outcome.
  */
 export async function claimDueDeliveries(
   db: Db,
@@ -207,6 +219,7 @@ export async function claimDueDeliveries(
     .orderBy("seq")
     .limit(options.limit);
   if (options.exclude.length > 0) due = due.where("id", "not in", options.exclude);
+  if (isPostgres(db)) due = due.forUpdate().skipLocked();
   const rows = await db
     .updateTable("webhook_deliveries")
     .set((eb) => ({ attempts: eb("attempts", "+", 1), next_attempt_at: options.leaseUntil, updated_at: options.now }))
@@ -239,9 +252,13 @@ export interface AttemptRecord {
   at: string;
 }
 
-/** Writes the outcome of an attempt of a claimed delivery. */
-export async function recordAttempt(db: Db, id: string, r: AttemptRecord): Promise<void> {
-  await db
+/**
+ * Writes the outcome of an attempt of a claimed delivery; false when the
+ * claim is no longer this attempt's (its lease lapsed and another claim
+ * counted a further attempt), and nothing is written.
+ */
+export async function recordAttempt(db: Db, claim: { id: string; attempts: number }, r: AttemptRecord): Promise<boolean> {
+  const result = await db
     .updateTable("webhook_deliveries")
     .set({
       status: r.status,
@@ -254,17 +271,21 @@ export async function recordAttempt(db: Db, id: string, r: AttemptRecord): Promi
       updated_at: r.at,
       completed_at: r.status === "pending" ? null : r.at,
     })
-    .where("id", "=", id)
-    .execute();
+    .where("id", "=", claim.id)
+    .where("status", "=", "pending")
+    .where("attempts", "=", claim.attempts)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) > 0;
 }
 
 /** Gives back a claimed delivery whose attempt was cut short by a shutdown: it is due again, and the attempt does not count. */
-export async function releaseDelivery(db: Db, id: string, at: string): Promise<void> {
+export async function releaseDelivery(db: Db, claim: { id: string; attempts: number }, at: string): Promise<void> {
   await db
     .updateTable("webhook_deliveries")
-    .set((eb) => ({ attempts: sql<number>`max(${eb.ref("attempts")} - 1, 0)`, next_attempt_at: at, updated_at: at }))
-    .where("id", "=", id)
+    .set({ attempts: Math.max(claim.attempts - 1, 0), next_attempt_at: at, updated_at: at })
+    .where("id", "=", claim.id)
     .where("status", "=", "pending")
+    .where("attempts", "=", claim.attempts)
     .execute();
 }
 

@@ -255,12 +255,14 @@ export class DeliveryWorker {
     }
     const at = clock.now();
     if (outcome.kind === "aborted") {
-      await store.releaseDelivery(db, delivery.id, at.toISOString());
+      await store.releaseDelivery(db, delivery, at.toISOString());
       return;
     }
     let recorded: store.AttemptRecord["status"] | undefined;
     await db.transaction().execute(async (trx) => {
       const record = this.#recordOf(delivery, target.url, outcome, at);
+      // A claim that outlived its lease was taken over: the newer claim records its own outcome.
+      if (!(await store.recordAttempt(trx, delivery, record))) return;
       recorded = record.status;
       if (outcome.kind === "answered" && outcome.statusCode === 410 && delivery.endpointId !== null) {
         await store.disableEndpoint(
@@ -271,9 +273,12 @@ export class DeliveryWorker {
           at.toISOString(),
         );
       }
-      await store.recordAttempt(trx, delivery.id, record);
     });
-    if (recorded) webhookDeliveries.inc({ outcome: recorded === "pending" ? "retried" : recorded });
+    if (!recorded) {
+      this.deps.log.log("warn", "webhook delivery attempt outlived its lease; another claim records it", { delivery_id: delivery.id, attempt: delivery.attempts });
+      return;
+    }
+    webhookDeliveries.inc({ outcome: recorded === "pending" ? "retried" : recorded });
     if (outcome.kind !== "answered" || !outcome.ok) {
       this.deps.log.log("warn", "webhook delivery attempt failed", {
         delivery_id: delivery.id,
