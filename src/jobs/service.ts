@@ -1,6 +1,5 @@
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
-import { lockTenants } from "../store/locks";
 import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
 import type { Db } from "../store/database";
 import { lockTenants } from "../store/locks";
@@ -104,10 +103,6 @@ export async function insertQueuedJobs(
   trx: Db,
   requests: readonly { tenantId: string; input: CreateJobInput }[],
 ): Promise<QueuedJobOutcome[]> {
-  // The references are taken under the tenants' locks, like a claim's: a
-  // credential delete (which takes its tenant's lock) either committed first
-  // (no reference, no failed insert) or waits and then sees the reference.
-  await lockTenants(trx, requests.map((r) => r.tenantId));
   const outcomes: QueuedJobOutcome[] = [];
   const jobs: store.NewJob[] = [];
   const wanted: { job: store.NewJob; names: string[] }[] = [];
