@@ -20,7 +20,7 @@ import { postJson, runCliProcess, startServerProcess } from "../process-helpers"
 describeWithPostgres("backup and restore on PostgreSQL (pg_dump, pg_restore)", () => {
   const PASSWORD = "pw-must-not-leak-7f3a";
   const master = newMasterKey();
-  const dir = tempDir("understudy-pgbackup-");
+  let dir: { path: string; remove(): void };
   const names = [`ops_bk_src_${process.pid}`, `ops_bk_dst_${process.pid}`, `ops_bk_bad_${process.pid}`];
   let admin: pg.Client;
   /** The URL of one of this file's databases, with a password (trust auth ignores it; it must never show). */
@@ -31,14 +31,19 @@ describeWithPostgres("backup and restore on PostgreSQL (pg_dump, pg_restore)", (
     url.search = "";
     return url.toString();
   };
-  const [source, target, wrongKeyTarget] = names.map(urlOf) as [string, string, string];
+  // Set in beforeAll: the body of a skipped describe still runs, without a test database.
+  let source = "";
+  let target = "";
+  let wrongKeyTarget = "";
   let apiKey = "";
   /** A PATH whose pg_dump/pg_restore record their argv and PGPASSWORD, then run the real tools. */
-  const spyDir = join(dir.path, "spy");
-  const pathWithSpy = () => `${spyDir}:${process.env.PATH}`;
+  const pathWithSpy = () => `${join(dir.path, "spy")}:${process.env.PATH}`;
   const env = (url: string, extra: Record<string, string> = {}) => ({ UNDERSTUDY_DATABASE_URL: url, UNDERSTUDY_MASTER_KEY: master.text, PATH: pathWithSpy(), ...extra });
 
   beforeAll(async () => {
+    dir = tempDir("understudy-pgbackup-");
+    const spyDir = join(dir.path, "spy");
+    [source, target, wrongKeyTarget] = names.map(urlOf) as [string, string, string];
     admin = new pg.Client({ connectionString: testDatabaseUrl });
     await admin.connect();
     for (const name of names) {
@@ -66,7 +71,7 @@ describeWithPostgres("backup and restore on PostgreSQL (pg_dump, pg_restore)", (
   afterAll(async () => {
     for (const name of names) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
-    dir.remove();
+    dir?.remove();
   });
 
   const cli = (args: string[], extra: Record<string, string>) => runCliProcess(args, { cwd: dir.path, env: extra, timeoutMs: 60_000 });
