@@ -20,12 +20,19 @@ function run(label: string, command: string, args: string[], env: NodeJS.Process
 if (!run("type check", `${bin}/tsc`, ["--noEmit"])) process.exit(1);
 
 const results: Array<[string, boolean]> = [];
-// The SQLite pass runs without the PostgreSQL engine setting, whatever the caller's environment says.
+const url = process.env.UNDERSTUDY_TEST_DATABASE_URL?.trim();
+// The SQLite pass runs without the PostgreSQL settings, whatever the caller's
+// environment says: the tests that need PostgreSQL (test/multi, the pg_dump
+// backups) skip there and run in the PostgreSQL pass, not twice.
 const sqliteEnv = { ...process.env };
 delete sqliteEnv.UNDERSTUDY_TEST_ENGINE;
+if (url) {
+  delete sqliteEnv.UNDERSTUDY_TEST_DATABASE_URL;
+  delete sqliteEnv.UNDERSTUDY_TEST_REQUIRE_POSTGRES;
+  console.error("test: the tests that need PostgreSQL skip in the SQLite pass (NOTICEs below) and run in the PostgreSQL pass.");
+}
 results.push(["SQLite", run("SQLite", `${bin}/bun`, ["test", "--timeout", "30000", ...extra], sqliteEnv)]);
 
-const url = process.env.UNDERSTUDY_TEST_DATABASE_URL?.trim();
 if (url) {
   const env = { ...process.env, UNDERSTUDY_TEST_ENGINE: "postgres" };
   results.push([describeDatabaseUrl(url), run("PostgreSQL", `${bin}/bun`, ["test", "--timeout", "30000", ...extra], env)]);
