@@ -288,7 +288,9 @@ ${DB_HELP}`,
 Set UNDERSTUDY_MASTER_KEY to the new key and UNDERSTUDY_MASTER_KEY_PREVIOUS to
 the old one. Every tenant data key is re-wrapped with the new key in one
 transaction; values are not re-encrypted and stay readable throughout, also
-by a server that is running. Safe to run again.
+by a server that is running. Safe to run again. With several instances on
+PostgreSQL, restart them with both keys first, rotate, then restart them with
+the new key alone: no tenant key is left wrapped by the old one (README).
 ${DB_HELP}`,
     options: DB_OPTION,
     async run(io, values) {
