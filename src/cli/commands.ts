@@ -15,7 +15,7 @@ import { createApiKey, createTenant, requireTenant, TenantError } from "../tenan
 import { listApiKeys, listTenants, revokeApiKey } from "../tenants/store";
 import { generateMasterKey, masterKeyId, toMasterKey } from "../vault/master-key";
 import { VERSION_STRING } from "../version";
-import { BACKUP_OPTIONS, BACKUP_USAGE, backupDatabase, RESTORE_USAGE, restoreDatabase } from "./backup";
+import { BACKUP_OPTIONS, BACKUP_USAGE, backupDatabase, backupPostgres, RESTORE_USAGE, restoreDatabase, restorePostgres } from "./backup";
 import { devBanner, devMasterKey, devPaths, ensureDevTenant } from "./dev";
 import { UsageError, type Io } from "./io";
 import { RUN_OPTIONS, RUN_USAGE, runWorkflowLocally } from "./run";
@@ -288,7 +288,9 @@ ${DB_HELP}`,
 Set UNDERSTUDY_MASTER_KEY to the new key and UNDERSTUDY_MASTER_KEY_PREVIOUS to
 the old one. Every tenant data key is re-wrapped with the new key in one
 transaction; values are not re-encrypted and stay readable throughout, also
-by a server that is running. Safe to run again.
+by a server that is running. Safe to run again. With several instances on
+PostgreSQL, restart them with both keys first, rotate, then restart them with
+the new key alone: no tenant key is left wrapped by the old one (README).
 ${DB_HELP}`,
     options: DB_OPTION,
     async run(io, values) {
@@ -314,13 +316,21 @@ ${DB_HELP}`,
     summary: "write a consistent copy of the database, also while the server runs",
     usage: BACKUP_USAGE,
     options: BACKUP_OPTIONS,
-    run: (io, values, positionals) => backupDatabase(io, values, positionals, dbPathOf(io, values, loadConfig(io.env))),
+    run(io, values, positionals) {
+      const config = loadConfig(io.env);
+      if (config.databaseUrl) return backupPostgres(io, values, positionals, config.databaseUrl);
+      return backupDatabase(io, values, positionals, dbPathOf(io, values, config));
+    },
   },
   restore: {
     summary: "put a backup in place of the database (server stopped; checks the master key)",
     usage: RESTORE_USAGE,
     options: BACKUP_OPTIONS,
-    run: (io, values, positionals) => restoreDatabase(io, values, positionals, dbPathOf(io, values, loadConfig(io.env))),
+    run(io, values, positionals) {
+      const config = loadConfig(io.env);
+      if (config.databaseUrl) return restorePostgres(io, values, positionals, config.databaseUrl);
+      return restoreDatabase(io, values, positionals, dbPathOf(io, values, config));
+    },
   },
   run: {
     summary: "run one workflow file locally (no server, no database)",

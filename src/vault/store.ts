@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import type { Db } from "../store/database";
+import { isPostgres } from "../store/postgres";
 
 export async function readVaultMeta(db: Db) {
   return db.selectFrom("vault_meta").selectAll().where("id", "=", 1).executeTakeFirst();
@@ -10,6 +11,16 @@ export async function insertVaultMeta(db: Db, masterKeyId: string, keyCheck: Uin
     .insertInto("vault_meta")
     .values({ id: 1, master_key_id: masterKeyId, key_check: keyCheck, created_at: at, rotated_at: null })
     .execute();
+}
+
+/**
+ * Holds the vault_meta row until the transaction ends (PostgreSQL), so that no
+ * new tenant key can be stored meanwhile with the master key being rotated
+ * away (insertTenantKeyIfCurrent waits for it). A no-op on SQLite, where the
+ * rotation's write transaction already excludes every other writer.
+ */
+export async function lockVaultMeta(db: Db) {
+  if (isPostgres(db)) await db.selectFrom("vault_meta").select("id").where("id", "=", 1).forUpdate().execute();
 }
 
 export async function updateVaultMeta(db: Db, masterKeyId: string, keyCheck: Uint8Array, at: string) {
@@ -43,16 +54,21 @@ export async function findTenantKey(db: Db, tenantId: string) {
  * (false: another writer's key is there, or the master key moved on).
  */
 export async function insertTenantKeyIfCurrent(db: Db, tenantId: string, masterKeyId: string, wrapped: Uint8Array, at: string): Promise<boolean> {
+  const current = db
+    .selectFrom("vault_meta")
+    .select([sql<string>`${tenantId}`.as("tenant_id"), "master_key_id", sql<Uint8Array>`${wrapped}`.as("wrapped_key"), sql<string>`${at}`.as("created_at"), sql<null>`NULL`.as("rotated_at")])
+    .where("id", "=", 1)
+    .where("master_key_id", "=", masterKeyId);
   const result = await db
     .insertInto("tenant_keys")
     .columns(["tenant_id", "master_key_id", "wrapped_key", "created_at", "rotated_at"])
-    .expression(
-      db
-        .selectFrom("vault_meta")
-        .select([sql<string>`${tenantId}`.as("tenant_id"), "master_key_id", sql<Uint8Array>`${wrapped}`.as("wrapped_key"), sql<string>`${at}`.as("created_at"), sql<null>`NULL`.as("rotated_at")])
-        .where("id", "=", 1)
-        .where("master_key_id", "=", masterKeyId),
-    )
+    // On PostgreSQL a plain read of vault_meta does not wait for a rotation
+    // in progress (READ COMMITTED): the insert would commit the old wrap
+    // behind the rotation's back. FOR SHARE waits for a rotation holding the
+    // row (lockVaultMeta) and then re-checks the committed master key id, and
+    // a rotation that starts later waits until this key is committed, so it
+    // re-wraps it. SQLite serializes writers anyway.
+    .expression(isPostgres(db) ? current.forShare() : current)
     .onConflict((oc) => oc.column("tenant_id").doNothing())
     .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0) > 0;

@@ -181,6 +181,9 @@ export class Vault {
     if (!previous) throw new FatalError("rotate-key needs UNDERSTUDY_MASTER_KEY_PREVIOUS (the old key) beside UNDERSTUDY_MASTER_KEY (the new one).");
     const at = this.#clock.now().toISOString();
     return db.transaction().execute(async (trx) => {
+      // First, so that a running server cannot store a new tenant key wrapped
+      // by the previous key after the list below was read (store.insertTenantKeyIfCurrent).
+      await store.lockVaultMeta(trx);
       let rewrapped = 0;
       let alreadyCurrent = 0;
       for (const row of await store.listTenantKeys(trx)) {
@@ -215,7 +218,10 @@ export class Vault {
     const cached = this.#dataKeys.get(tenantId);
     if (cached) return cached;
     let row = await store.findTenantKey(db, tenantId);
-    if (!row) {
+    // Two tries: a rotation (another process) may commit between reading
+    // vault_meta and the insert, which then stores nothing; the second try
+    // wraps with the key the rotation moved to, when this process holds it.
+    for (let attempt = 1; !row; attempt++) {
       // Opening needs the key the value was sealed with; a new one cannot open it.
       if (!options.create || (await store.tenantHoldsSealedData(db, tenantId))) throw dataKeyMissing(tenantId);
       // Wrapped by the master key the database names as current (the one a
@@ -235,7 +241,7 @@ export class Vault {
         if (db.isTransaction) this.#uncommitted(db).add(tenantId);
       }
       row = await store.findTenantKey(db, tenantId);
-      if (!row) throw (await this.staleMasterKey(db)) ?? new Error("tenant key vanished after insert");
+      if (!row && attempt >= 2) throw (await this.staleMasterKey(db)) ?? new Error("tenant key vanished after insert");
     }
     // A key inserted by this transaction is not cached before it commits: were
     // the transaction rolled back, the cached key would seal later values with
