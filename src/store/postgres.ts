@@ -1,5 +1,5 @@
 import pg from "pg";
-import { Kysely, PostgresAdapter, PostgresDialect } from "kysely";
+import { Kysely, PostgresAdapter, PostgresDialect, sql, type DatabaseIntrospector, type DatabaseMetadata, type SchemaMetadata, type TableMetadata } from "kysely";
 import { FatalError } from "../errors";
 import type { Db } from "./database";
 import type { Database } from "./schema";
@@ -45,7 +45,39 @@ export async function openPostgres(options: PostgresOptions): Promise<Db> {
     const why = error instanceof Error ? error.message.replaceAll(options.url, "<UNDERSTUDY_DATABASE_URL>") : String(error);
     throw new FatalError(`Cannot connect to ${describeDatabaseUrl(options.url)}${code ? ` (${code})` : ""}: ${why}. Check UNDERSTUDY_DATABASE_URL and that the database server runs.`);
   }
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return new Kysely<Database>({ dialect: new OwnSchemaPostgresDialect({ pool }) });
+}
+
+/**
+ * Kysely's Postgres dialect, introspecting only the connection's own schema
+ * (the one migrations run in). Kysely's own introspector reads every schema
+ * of the database and fails when another schema is dropped meanwhile (seen
+ * with one database shared by many test schemas).
+ */
+class OwnSchemaPostgresDialect extends PostgresDialect {
+  override createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new OwnSchemaIntrospector(db);
+  }
+}
+
+class OwnSchemaIntrospector implements DatabaseIntrospector {
+  constructor(private readonly db: Kysely<any>) {}
+
+  async getSchemas(): Promise<SchemaMetadata[]> {
+    const { rows } = await sql<{ name: string }>`SELECT current_schema() AS name`.execute(this.db);
+    return rows.filter((row) => row.name !== null);
+  }
+
+  async getTables(): Promise<TableMetadata[]> {
+    const { rows } = await sql<{ name: string; schema: string; type: string }>`
+      SELECT table_name AS name, table_schema AS schema, table_type AS type
+      FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name`.execute(this.db);
+    return rows.map((row) => ({ name: row.name, schema: row.schema, isView: row.type === "VIEW", columns: [] }));
+  }
+
+  async getMetadata(): Promise<DatabaseMetadata> {
+    return { tables: await this.getTables() };
+  }
 }
 
 /** Which engine a database (or a transaction on it) runs on. */
