@@ -10,6 +10,8 @@ export async function insertVaultMeta(db: Db, masterKeyId: string, keyCheck: Uin
   await db
     .insertInto("vault_meta")
     .values({ id: 1, master_key_id: masterKeyId, key_check: keyCheck, created_at: at, rotated_at: null })
+    // Several instances starting together on a new PostgreSQL database: one row wins, the others check against it.
+    .onConflict((oc) => oc.column("id").doNothing())
     .execute();
 }
 

@@ -86,7 +86,7 @@ export class Vault {
    */
   static async open(db: Db, keyring: Keyring, clock: Clock): Promise<Vault> {
     const vault = new Vault(keyring, clock);
-    const meta = await store.readVaultMeta(db);
+    let meta = await store.readVaultMeta(db);
     if (!meta) {
       if (await store.holdsSealedData(db)) {
         throw new FatalError(
@@ -95,20 +95,22 @@ export class Vault {
         );
       }
       await store.insertVaultMeta(db, keyring.current.id, vault.#sealKeyCheck(keyring.current), clock.now().toISOString());
-    } else {
-      const key = vault.#keyById(meta.master_key_id);
-      if (!key) {
-        throw new FatalError(
-          `The master key does not open this database: it expects master key ${meta.master_key_id}, ` +
-            `but the key given is ${keyring.current.id}${keyring.previous ? ` (previous: ${keyring.previous.id})` : ""}. ` +
-            "Set UNDERSTUDY_MASTER_KEY (or UNDERSTUDY_MASTER_KEY_FILE) to the key this database was created with.",
-        );
-      }
-      if (!open(key.key, meta.key_check, KEY_CHECK_AD)) {
-        throw new FatalError(
-          `The key check of this database does not open with master key ${key.id}; the database is damaged. Restore it from a backup.`,
-        );
-      }
+      // Another instance starting at the same moment may have stored its own first: it is checked like any other.
+      meta = await store.readVaultMeta(db);
+      if (!meta) throw new Error("the vault_meta row is gone");
+    }
+    const key = vault.#keyById(meta.master_key_id);
+    if (!key) {
+      throw new FatalError(
+        `The master key does not open this database: it expects master key ${meta.master_key_id}, ` +
+          `but the key given is ${keyring.current.id}${keyring.previous ? ` (previous: ${keyring.previous.id})` : ""}. ` +
+          "Set UNDERSTUDY_MASTER_KEY (or UNDERSTUDY_MASTER_KEY_FILE) to the key this database was created with.",
+      );
+    }
+    if (!open(key.key, meta.key_check, KEY_CHECK_AD)) {
+      throw new FatalError(
+        `The key check of this database does not open with master key ${key.id}; the database is damaged. Restore it from a backup.`,
+      );
     }
     // Unwrap every tenant's data key now: a key that cannot be unwrapped is a
     // start-up error, not a failure at some later read, and a rotation run by
