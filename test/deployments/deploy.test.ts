@@ -3,6 +3,12 @@ import { existsSync, readdirSync } from "node:fs";
 import { basename, join } from "node:path";
 import { call, killChild, serveDeployment, waitForJob, type ServeDeployment } from "../e2e/serve-child";
 import { tempDir } from "../helpers";
+import { freshSchema, onPostgres } from "../postgres";
+import { loadConfig } from "../../src/config";
+import { randomId, systemClock } from "../../src/clock";
+import { openStore } from "../../src/server/start";
+import { createApiKey, createTenant } from "../../src/tenants/service";
+import { toMasterKey } from "../../src/vault/master-key";
 import type { ServerProcess } from "../process-helpers";
 import { tarBase64, uploadBase64, type UploadOptions } from "./upload";
 
@@ -15,6 +21,8 @@ import { tarBase64, uploadBase64, type UploadOptions } from "./upload";
  */
 
 let deployment: ServeDeployment;
+/** On the PostgreSQL run: the schema the server (and the CLI that seeds it) use. */
+let schema: Awaited<ReturnType<typeof freshSchema>> | undefined;
 let workflowsDir: { path: string; remove(): void };
 let server: ServerProcess;
 let alpha: string;
@@ -24,9 +32,12 @@ let holds: { url: string; release(name: string): void; waiting(name: string): bo
 
 beforeAll(async () => {
   workflowsDir = tempDir("understudy-no-workflows-");
-  deployment = serveDeployment({ workflowsDir: workflowsDir.path, env: { UNDERSTUDY_JOB_GRACE_MS: "1000" } });
-  alpha = await deployment.addTenant("alpha");
-  beta = await deployment.addTenant("beta");
+  schema = onPostgres ? await freshSchema() : undefined;
+  deployment = serveDeployment({
+    workflowsDir: workflowsDir.path,
+    env: { UNDERSTUDY_JOB_GRACE_MS: "1000", ...(schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : {}) },
+  });
+  [alpha, beta] = schema ? await seedPostgres(schema.url, ["alpha", "beta"]) : [await deployment.addTenant("alpha"), await deployment.addTenant("beta")];
   server = await deployment.start();
   holds = holdServer();
 });
@@ -36,7 +47,22 @@ afterAll(async () => {
   holds?.stop();
   deployment?.remove();
   workflowsDir?.remove();
+  await schema?.drop();
 });
+
+/** The CLI's tenant commands open SQLite only: on PostgreSQL the tenants and keys are made through the store. */
+async function seedPostgres(url: string, names: string[]): Promise<string[]> {
+  const config = loadConfig({ UNDERSTUDY_DATABASE_URL: url, UNDERSTUDY_DB_POOL_SIZE: "2" });
+  const key = toMasterKey(new Uint8Array(Buffer.from(deployment.env.UNDERSTUDY_MASTER_KEY!, "base64")));
+  const store = await openStore(config, join(deployment.cwd, "unused.db"), { current: key });
+  try {
+    const keys: string[] = [];
+    for (const name of names) keys.push((await createApiKey(store.db, systemClock, randomId, (await createTenant(store.db, systemClock, randomId, name)).id)).key);
+    return keys;
+  } finally {
+    await store.db.destroy();
+  }
+}
 
 function holdServer() {
   const waiting = new Map<string, () => void>();
@@ -294,7 +320,8 @@ describe("deployments that cannot be built", () => {
       expect(tenant).toMatch(/^[0-9a-f-]{36}$/);
       for (const id of readdirSync(join(root, tenant))) expect(id).toMatch(/^[0-9a-f-]{36}$/);
     }
-    expect(readdirSync(deployment.cwd).sort()).toEqual(["deployments", "understudy.db", "understudy.db-shm", "understudy.db-wal"]);
+    const database = onPostgres ? [] : ["understudy.db", "understudy.db-shm", "understudy.db-wal"];
+    expect(readdirSync(deployment.cwd).sort()).toEqual(["deployments", ...database]);
   });
 });
 
