@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { call, killChild, serveDeployment, waitForJob, type ServeDeployment } from "../e2e/serve-child";
 import { tempDir } from "../helpers";
-import { freshSchema, onPostgres } from "../postgres";
+import { freshSchema, onPostgres, rawRows } from "../postgres";
 import { loadConfig } from "../../src/config";
 import { randomId, systemClock } from "../../src/clock";
 import { openStore } from "../../src/server/start";
@@ -35,7 +36,8 @@ beforeAll(async () => {
   schema = onPostgres ? await freshSchema() : undefined;
   deployment = serveDeployment({
     workflowsDir: workflowsDir.path,
-    env: { UNDERSTUDY_JOB_GRACE_MS: "1000", ...(schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : {}) },
+    // A short build lease: the sweep that prunes stored uploads runs every half lease.
+    env: { UNDERSTUDY_JOB_GRACE_MS: "1000", UNDERSTUDY_DEPLOY_BUILD_LEASE_MS: "2000", ...(schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : {}) },
   });
   [alpha, beta] = schema ? await seedPostgres(schema.url, ["alpha", "beta"]) : [await deployment.addTenant("alpha"), await deployment.addTenant("beta")];
   server = await deployment.start();
@@ -49,6 +51,24 @@ afterAll(async () => {
   workflowsDir?.remove();
   await schema?.drop();
 });
+
+/** SQL on the server's database, as someone with access to it (either engine). */
+async function rawSql(query: string): Promise<Record<string, unknown>[]> {
+  if (schema) return rawRows(schema.url, query);
+  const db = new Database(deployment.dbPath);
+  try {
+    return db.query(query).all() as Record<string, unknown>[];
+  } finally {
+    db.close();
+  }
+}
+
+/** The deployment's folder on the server's disk. */
+function folderOf(id: string): string | undefined {
+  const root = join(deployment.cwd, "deployments");
+  for (const tenant of readdirSync(root)) if (existsSync(join(root, tenant, id))) return join(root, tenant, id);
+  return undefined;
+}
 
 /** The CLI's tenant commands open SQLite only: on PostgreSQL the tenants and keys are made through the store. */
 async function seedPostgres(url: string, names: string[]): Promise<string[]> {
@@ -255,6 +275,46 @@ describe("what a deployment brings", () => {
     const job = await runJob(alpha, "own-libretto");
     expect(job.status, JSON.stringify(job)).toBe("completed");
     expect(job.result).toEqual({ libretto: "the upload's own libretto", playwright: "function" });
+  });
+});
+
+describe("the upload kept in the database", () => {
+  const keeper: UploadOptions = { workflows: [{ name: "kept", body: "return { kept: true };" }] };
+
+  test("a deployment whose folder is not on this server's disk (as on another instance) is unpacked from the database when a job needs it", async () => {
+    const created = await deploy(alpha, keeper);
+    expect((await built(alpha, created.body.deployment_id)).status).toBe("ready");
+    const folder = folderOf(created.body.deployment_id)!;
+    rmSync(folder, { recursive: true });
+    const job = await runJob(alpha, "kept");
+    expect(job.status, JSON.stringify(job)).toBe("completed");
+    expect(job.result).toEqual({ kept: true });
+    expect(existsSync(join(folder, "index.js"))).toBe(true);
+  });
+
+  test("a stored upload that fails its hash is never unpacked: its job fails saying so", async () => {
+    const created = await deploy(alpha, { workflows: [{ name: "tampered", body: "return 1;" }] });
+    const id = created.body.deployment_id as string;
+    expect((await built(alpha, id)).status).toBe("ready");
+    const folder = folderOf(id)!;
+    rmSync(folder, { recursive: true });
+    await rawSql(`UPDATE deployment_archives SET sha256 = '${"0".repeat(64)}' WHERE deployment_id = '${id}'`);
+    const job = await runJob(alpha, "tampered");
+    expect(job.status).toBe("failed");
+    expect(job.error).toBe(`Deployment ${id}'s stored upload failed its integrity check. Deploy again.`);
+    expect(existsSync(folder)).toBe(false);
+  });
+
+  test("a failed deployment's upload is deleted from the database; a current one's is kept", async () => {
+    const failed = await deploy(alpha, { workflows: [], noMetadata: true });
+    expect((await built(alpha, failed.body.deployment_id)).status).toBe("failed");
+    const current = (await call(server, alpha, "/v1/workflows/get", { workflow: "kept" })).body.deployment_id as string;
+    const deadline = Date.now() + 20_000;
+    while ((await rawSql(`SELECT deployment_id FROM deployment_archives WHERE deployment_id = '${failed.body.deployment_id}'`)).length > 0) {
+      if (Date.now() > deadline) throw new Error("the failed deployment's upload was never pruned");
+      await Bun.sleep(100);
+    }
+    expect(await rawSql(`SELECT deployment_id FROM deployment_archives WHERE deployment_id = '${current}'`)).toEqual([{ deployment_id: current }]);
   });
 });
 
