@@ -39,7 +39,8 @@ beforeAll(async () => {
     // A short build lease: the sweep that prunes stored uploads runs every half lease.
     env: { UNDERSTUDY_JOB_GRACE_MS: "1000", UNDERSTUDY_DEPLOY_BUILD_LEASE_MS: "2000", ...(schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : {}) },
   });
-  [alpha, beta] = schema ? await seedPostgres(schema.url, ["alpha", "beta"]) : [await deployment.addTenant("alpha"), await deployment.addTenant("beta")];
+  const keys = schema ? await seedPostgres(schema.url, ["alpha", "beta"]) : [await deployment.addTenant("alpha"), await deployment.addTenant("beta")];
+  [alpha, beta] = [keys[0]!, keys[1]!];
   server = await deployment.start();
   holds = holdServer();
 });
