@@ -74,6 +74,8 @@ export interface Config {
     readonly maxUnpackedBytes: number;
     /** The request body limit of deployments/create: the upload in base64, plus room for the rest of the JSON. */
     readonly maxBodyBytes: number;
+    /** A build's lease: an instance that stops renewing it (it died) loses the build to another after this long. */
+    readonly buildLeaseMs: number;
   };
   readonly webhooks: {
     /**
@@ -160,6 +162,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_DEPLOYMENTS_DIR: "(the database's directory)/deployments",
   UNDERSTUDY_MAX_DEPLOY_BYTES: "52428800 (an upload, gzip'd)",
   UNDERSTUDY_MAX_DEPLOY_UNPACKED_BYTES: "262144000",
+  UNDERSTUDY_DEPLOY_BUILD_LEASE_MS: "60000",
   UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: "off (dev: on)",
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: "15000",
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: "0,5000,300000,1800000,7200000,18000000,36000000,36000000",
@@ -242,6 +245,7 @@ const envSchema = z.object({
   UNDERSTUDY_DEPLOYMENTS_DIR: z.string().trim().min(1, "must be a directory path").optional(),
   UNDERSTUDY_MAX_DEPLOY_BYTES: positiveInt("bytes").pipe(z.number().max(1024 ** 3, "is too large (at most 1 GiB)")).default(50 * 1024 * 1024),
   UNDERSTUDY_MAX_DEPLOY_UNPACKED_BYTES: positiveInt("bytes").pipe(z.number().max(1024 ** 3, "is too large (at most 1 GiB)")).default(250 * 1024 * 1024),
+  UNDERSTUDY_DEPLOY_BUILD_LEASE_MS: positiveInt("milliseconds").pipe(z.number().min(1000, "must be at least 1000")).default(60_000),
   UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: onOff.optional(),
   UNDERSTUDY_WEBHOOK_TIMEOUT_MS: positiveInt("milliseconds").default(15_000),
   UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: z
@@ -344,6 +348,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
       maxUploadBytes: v.UNDERSTUDY_MAX_DEPLOY_BYTES,
       maxUnpackedBytes: v.UNDERSTUDY_MAX_DEPLOY_UNPACKED_BYTES,
       maxBodyBytes: Math.ceil((v.UNDERSTUDY_MAX_DEPLOY_BYTES * 4) / 3) + 64 * 1024,
+      buildLeaseMs: v.UNDERSTUDY_DEPLOY_BUILD_LEASE_MS,
     }),
     webhooks: Object.freeze({
       allowPrivate: v.UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE,

@@ -135,8 +135,25 @@ export async function readArchive(
   sourceBase64: string,
   limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS,
 ): Promise<Archive> {
+  return readArchiveBytes(decodeUpload(sourceBase64, limits), limits);
+}
+
+/** The gzip bytes of an upload (base64 decoded), refused with an `ArchiveError` over the upload limit or not base64. */
+export function decodeUpload(sourceBase64: string, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Uint8Array {
   checkLimits(limits);
-  const gzipped = decodeBase64(sourceBase64, limits);
+  return decodeBase64(sourceBase64, limits);
+}
+
+/**
+ * Validates an upload's gzip bytes exactly as `readArchive` does: how an
+ * instance reads a deployment stored in the database before writing it to
+ * its own disk (the bytes are tenant code, checked again on every instance).
+ */
+export async function readArchiveBytes(gzipped: Uint8Array, limits: ArchiveLimits = DEFAULT_ARCHIVE_LIMITS): Promise<Archive> {
+  checkLimits(limits);
+  if (gzipped.length > limits.maxUploadBytes) {
+    throw new ArchiveError("upload-too-large", `The deployment source is ${formatBytes(gzipped.length)} of gzip data, over the ${formatBytes(limits.maxUploadBytes)} limit.`);
+  }
   const tar = await gunzipCapped(gzipped, limits);
   return parseTar(tar, limits);
 }

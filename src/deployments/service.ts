@@ -1,4 +1,6 @@
+import { createHash, randomUUID } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
+import { rename, rm } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { z } from "zod";
 import type { Clock, IdSource } from "../clock";
@@ -6,8 +8,9 @@ import { AppError } from "../errors";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
 import { lockTenant } from "../store/locks";
+import { isPostgres } from "../store/postgres";
 import type { DiscoveredWorkflow } from "../worker/protocol";
-import { ArchiveError, quoteName, readArchive, writeArchive, type ArchiveLimits } from "./archive";
+import { ArchiveError, decodeUpload, quoteName, readArchiveBytes, writeArchive, type Archive, type ArchiveLimits } from "./archive";
 import * as store from "./store";
 
 /** Packages Understudy answers itself (playwright) or that libretto's deploy bundles; never required in the upload. */
@@ -19,6 +22,12 @@ const PACKAGE_NAME = /^(@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*$/;
 const DISCOVER_TIMEOUT_MS = 60_000;
 /** Largest JSON Schema kept per workflow (from the upload's metadata). */
 const MAX_SCHEMA_BYTES = 256 * 1024;
+/**
+ * A replaced deployment's stored upload is kept this long after its
+ * replacement got ready: a job created in that instant (its transaction read
+ * the old version) has committed by then, so pruning sees it.
+ */
+const PRUNE_GRACE_MS = 60_000;
 
 export interface DeploymentsDeps {
   db: Db;
@@ -28,6 +37,8 @@ export interface DeploymentsDeps {
   /** The deployments directory: <dir>/<tenant id>/<deployment id>/ holds each upload. */
   dir: string;
   limits: ArchiveLimits;
+  /** How long a build is held by its instance without renewal: past it, another instance takes the build over. */
+  buildLeaseMs: number;
   /** Loads a deployment's entry module in a worker of the tenant and lists its workflows. */
   discover(tenantId: string, dir: string, entry: string, timeoutMs: number): Promise<DiscoveredWorkflow[]>;
 }
@@ -55,6 +66,13 @@ export const tenantDeploymentsDir = (root: string, tenantId: string) => join(roo
  * worker of the tenant to discover its workflows, and the deployment becomes
  * `ready` with their names, or `failed` with an error a person can act on.
  *
+ * The upload itself is stored in the database, and each instance unpacks a
+ * deployment into its own deployments directory the first time it needs it
+ * (`materialise`): with several instances behind a load balancer, the one
+ * that took the upload is rarely the one that claims its jobs. A build is
+ * held by one instance under a lease it renews; when that instance dies, any
+ * other takes the build over once the lease lapses.
+ *
  * Builds run one at a time: a build holds an upload's worth of memory.
  */
 export class Deployments {
@@ -65,6 +83,11 @@ export class Deployments {
   #unpacking: Promise<unknown> = Promise.resolve();
   /** Set at shutdown: a build cut short by it stays `building` and is built again at the next start. */
   #stopping = false;
+  /** Unpacks in progress on this instance, by deployment id: concurrent first uses share one. */
+  readonly #materialising = new Map<string, Promise<string>>();
+  /** Builds this instance holds (leased) and has queued or is running. */
+  readonly #held = new Set<string>();
+  #sweeper: ReturnType<typeof setInterval> | undefined;
 
   constructor(deps: DeploymentsDeps) {
     this.#deps = deps;
@@ -82,9 +105,10 @@ export class Deployments {
     const entry = normalizeEntryPoint(input.entry_point);
     const unpacked = this.#unpacking.then(() => this.#unpack(input.source, entry));
     this.#unpacking = unpacked.catch(() => {});
-    const archive = await unpacked;
+    const { archive, gzipped } = await unpacked;
     const id = newId();
-    const at = clock.now().toISOString();
+    const now = clock.now();
+    const at = now.toISOString();
     const row = await db.transaction().execute(async (trx) => {
       // Versions count up per tenant (max + 1): two deploys at once take turns
       // for their number instead of colliding on it.
@@ -98,20 +122,30 @@ export class Deployments {
         description: input.description ?? null,
         auto_repair: input.auto_repair ? 1 : 0,
         build_error: null,
-        upload_bytes: Math.floor((input.source.length * 3) / 4),
+        upload_bytes: gzipped.length,
         unpacked_bytes: archive.totalBytes,
         created_at: at,
         updated_at: at,
         ready_at: null,
+        // This instance builds it: held from the start, so no other instance takes it over meanwhile.
+        build_lease_until: this.#leaseUntil(now),
       };
       await store.insertDeployment(trx, row);
+      await store.insertArchive(trx, {
+        deployment_id: id,
+        tenant_id: tenantId,
+        sha256: sha256Hex(gzipped),
+        size_bytes: gzipped.length,
+        bytes: gzipped,
+        created_at: at,
+      });
       return row;
     });
+    this.#held.add(id);
     try {
-      // The tenant's folder is what its deployments workers see (read-only): made before its first worker starts.
-      mkdirSync(tenantDeploymentsDir(this.#deps.dir, tenantId), { recursive: true, mode: 0o700 });
-      await writeArchive(archive, deploymentDir(this.#deps.dir, tenantId, id));
+      await this.#writeLocal(archive, tenantId, id);
     } catch (error) {
+      this.#held.delete(id);
       log.log("error", "could not write a deployment to disk", { deployment_id: id, error: error instanceof Error ? error.message : "error" });
       await this.#fail(id, "The server could not write the upload to disk; the server log has the detail. Deploy again.");
       return this.view((await store.findDeploymentById(db, id))!);
@@ -121,12 +155,115 @@ export class Deployments {
     return this.view(row);
   }
 
-  /** Builds (again) every deployment a previous process left `building`: its files are on disk. */
+  /**
+   * At start: builds (again) the deployments left `building` by an instance
+   * that is gone. With SQLite this process is the only instance, so every one
+   * of them is; with PostgreSQL only those whose holder's lease lapsed (the
+   * others are being built by live instances). Then keeps looking, for builds
+   * orphaned by an instance that dies later, and prunes stored uploads that
+   * nothing can run any more.
+   */
   async resumeInterrupted(): Promise<void> {
-    for (const row of await store.deploymentsWithStatus(this.#deps.db, "building")) this.build(row.id);
+    await this.#takeOverOrphans(!isPostgres(this.#deps.db));
+    const every = Math.max(1000, Math.floor(this.#deps.buildLeaseMs / 2));
+    this.#sweeper ??= setInterval(() => void this.#sweep(), every);
+    this.#sweeper.unref?.();
   }
 
-  /** Queues a build; builds run one at a time. */
+  async #sweep(): Promise<void> {
+    try {
+      await this.#takeOverOrphans(false);
+      const cutoff = new Date(this.#deps.clock.now().getTime() - PRUNE_GRACE_MS).toISOString();
+      const pruned = await store.pruneArchives(this.#deps.db, cutoff);
+      if (pruned.length > 0) this.#deps.log.log("info", "stored deployment uploads pruned", { deployments: pruned.length });
+    } catch (error) {
+      this.#deps.log.log("warn", "deployment sweep failed; it runs again shortly", { error: error instanceof Error ? error.message : "error" });
+    }
+  }
+
+  async #takeOverOrphans(force: boolean): Promise<void> {
+    if (this.#stopping) return;
+    const now = this.#deps.clock.now();
+    for (const row of await store.orphanedBuilds(this.#deps.db, force ? undefined : now.toISOString())) {
+      if (this.#held.has(row.id)) continue;
+      if (!(await store.claimBuild(this.#deps.db, row.id, now.toISOString(), this.#leaseUntil(now), force))) continue;
+      this.#deps.log.log("info", "deployment build taken over", { deployment_id: row.id });
+      this.#held.add(row.id);
+      this.build(row.id);
+    }
+  }
+
+  #leaseUntil(now: Date): string {
+    return new Date(now.getTime() + this.#deps.buildLeaseMs).toISOString();
+  }
+
+  /**
+   * The deployment's folder on this instance, unpacked from the stored upload
+   * on first use (its hash checked, then every check of an upload made
+   * again). Concurrent first uses on this instance share one unpack; an
+   * unpack is written aside and renamed into place, so a folder that exists
+   * is complete. Throws a DeploymentUnavailableError, whose message is for
+   * the tenant, when it cannot be had.
+   */
+  async materialise(tenantId: string, deploymentId: string): Promise<string> {
+    const dir = deploymentDir(this.#deps.dir, tenantId, deploymentId);
+    if (existsSync(dir)) return dir;
+    let pending = this.#materialising.get(deploymentId);
+    if (!pending) {
+      pending = this.#unpacking.then(() => this.#unpackStored(tenantId, deploymentId, dir));
+      this.#unpacking = pending.catch(() => {});
+      this.#materialising.set(deploymentId, pending);
+      void pending.catch(() => {}).finally(() => this.#materialising.delete(deploymentId));
+    }
+    return pending;
+  }
+
+  async #unpackStored(tenantId: string, deploymentId: string, dir: string): Promise<string> {
+    if (existsSync(dir)) return dir;
+    const stored = await store.findArchive(this.#deps.db, tenantId, deploymentId);
+    if (!stored) {
+      throw new DeploymentUnavailableError(
+        `Deployment ${deploymentId}'s upload is no longer stored on this server (it was replaced by a newer deployment, or uploaded before uploads were kept in the database). Deploy again.`,
+      );
+    }
+    const bytes = stored.bytes instanceof Uint8Array ? stored.bytes : new Uint8Array(stored.bytes);
+    if (sha256Hex(bytes) !== stored.sha256) {
+      this.#deps.log.log("error", "a stored deployment upload failed its integrity check", { deployment_id: deploymentId });
+      throw new DeploymentUnavailableError(`Deployment ${deploymentId}'s stored upload failed its integrity check. Deploy again.`);
+    }
+    let archive: Archive;
+    try {
+      archive = await readArchiveBytes(bytes, this.#deps.limits);
+    } catch (error) {
+      if (!(error instanceof ArchiveError)) throw error;
+      throw new DeploymentUnavailableError(`Deployment ${deploymentId}'s upload is refused by this server: ${error.message}`);
+    }
+    await this.#writeLocal(archive, tenantId, deploymentId);
+    this.#deps.log.log("info", "deployment unpacked from the database", { deployment_id: deploymentId, files: archive.files.length, bytes: archive.totalBytes });
+    return dir;
+  }
+
+  /**
+   * Writes an archive as the deployment's folder: into a fresh folder beside
+   * it first, renamed into place, so a half-written folder never has the
+   * deployment's name (a crash leaves only a `.partial-` folder, never used).
+   */
+  async #writeLocal(archive: Archive, tenantId: string, id: string): Promise<void> {
+    // The tenant's folder is what its deployments workers see (read-only): made before its first worker starts.
+    const tenantDir = tenantDeploymentsDir(this.#deps.dir, tenantId);
+    mkdirSync(tenantDir, { recursive: true, mode: 0o700 });
+    const partial = join(tenantDir, `.partial-${id}-${randomUUID()}`);
+    await writeArchive(archive, partial);
+    try {
+      await rename(partial, deploymentDir(this.#deps.dir, tenantId, id));
+    } catch (error) {
+      await rm(partial, { recursive: true, force: true });
+      // Another process sharing this directory wrote it first: the same bytes.
+      if (!existsSync(deploymentDir(this.#deps.dir, tenantId, id))) throw error;
+    }
+  }
+
+  /** Queues a build this instance holds; builds run one at a time. */
   build(id: string): void {
     this.#pending += 1;
     this.#builds = this.#builds
@@ -138,6 +275,7 @@ export class Deployments {
   /** The server is stopping: builds still queued wait for the next start. */
   stop(): void {
     this.#stopping = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
   }
 
   /** Resolves when no build is queued or running (shutdown, tests). */
@@ -181,10 +319,12 @@ export class Deployments {
     };
   }
 
-  async #unpack(source: string, entry: string) {
-    let archive;
+  async #unpack(source: string, entry: string): Promise<{ archive: Archive; gzipped: Uint8Array }> {
+    let archive: Archive;
+    let gzipped: Uint8Array;
     try {
-      archive = await readArchive(source, this.#deps.limits);
+      gzipped = decodeUpload(source, this.#deps.limits);
+      archive = await readArchiveBytes(gzipped, this.#deps.limits);
     } catch (error) {
       if (!(error instanceof ArchiveError)) throw error;
       const tooLarge = error.reason === "upload-too-large" || error.reason === "decompressed-too-large" || error.reason === "unpacked-too-large";
@@ -200,18 +340,36 @@ export class Deployments {
         { data: { issues: [{ path: ["entry_point"], message: "is not a file in the upload" }] } },
       );
     }
-    return archive;
+    return { archive, gzipped };
   }
 
   async #build(id: string): Promise<void> {
-    const { db, log } = this.#deps;
+    try {
+      await this.#buildHeld(id);
+    } finally {
+      this.#held.delete(id);
+    }
+  }
+
+  async #buildHeld(id: string): Promise<void> {
+    const { db, log, clock } = this.#deps;
     if (this.#stopping) return;
     const row = await store.findDeploymentById(db, id);
     if (!row || row.status !== "building") return;
-    const dir = deploymentDir(this.#deps.dir, row.tenant_id, id);
+    // Renewed while the build runs (loading the entry point may take a minute); a dead instance renews nothing.
+    const renew = setInterval(
+      () => void store.renewBuildLease(db, id, this.#leaseUntil(clock.now())).catch(() => {}),
+      Math.max(250, Math.floor(this.#deps.buildLeaseMs / 3)),
+    );
     const started = performance.now();
     try {
-      if (!existsSync(dir)) throw new BuildError("The server stopped before this upload was written to disk. Deploy again.");
+      let dir: string;
+      try {
+        dir = await this.materialise(row.tenant_id, id);
+      } catch (error) {
+        if (error instanceof DeploymentUnavailableError) throw new BuildError(error.message);
+        throw error;
+      }
       const metadata = readMetadata(dir);
       prepareDependencies(dir);
       let discovered: DiscoveredWorkflow[];
@@ -236,6 +394,8 @@ export class Deployments {
       if (error instanceof BuildError) log.log("info", "deployment build failed", { deployment_id: id, build_error: message });
       else log.log("error", "deployment build failed inside the server", { deployment_id: id, error: error instanceof Error ? error.message : "error" });
       await this.#fail(id, message);
+    } finally {
+      clearInterval(renew);
     }
   }
 
@@ -248,6 +408,11 @@ export class Deployments {
 
 /** A build failure whose message is for the person deploying. */
 class BuildError extends Error {}
+
+/** A deployment this instance cannot unpack; the message is for the tenant (it names no path). */
+export class DeploymentUnavailableError extends Error {}
+
+const sha256Hex = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 export const deploymentNotFound = (id: string) =>
   new AppError("NOT_FOUND", `Deployment ${id} not found. List this tenant's deployments with /v1/deployments/list.`);

@@ -1,8 +1,10 @@
 import { sql, type Selectable } from "kysely";
 import type { Db } from "../store/database";
-import type { DeploymentsTable, DeploymentWorkflowsTable } from "../store/schema";
+import { ACTIVE } from "../jobs/store";
+import type { DeploymentArchivesTable, DeploymentsTable, DeploymentWorkflowsTable } from "../store/schema";
 
 export type DeploymentRow = Selectable<DeploymentsTable>;
+export type DeploymentArchiveRow = Selectable<DeploymentArchivesTable>;
 export type DeploymentWorkflowRow = Selectable<DeploymentWorkflowsTable>;
 export type DeploymentStatus = "building" | "ready" | "failed";
 
@@ -51,8 +53,8 @@ export async function finishBuild(
     .updateTable("deployments")
     .set(
       end.status === "ready"
-        ? { status: "ready", updated_at: end.at, ready_at: end.at, build_error: null }
-        : { status: "failed", updated_at: end.at, build_error: end.error },
+        ? { status: "ready", updated_at: end.at, ready_at: end.at, build_error: null, build_lease_until: null }
+        : { status: "failed", updated_at: end.at, build_error: end.error, build_lease_until: null },
     )
     .where("id", "=", id)
     .where("status", "=", "building")
@@ -60,6 +62,96 @@ export async function finishBuild(
   if (Number(updated.numUpdatedRows) === 0) return false;
   if (end.status === "ready" && end.workflows.length > 0) await db.insertInto("deployment_workflows").values(end.workflows).execute();
   return true;
+}
+
+/**
+ * Takes the build of a deployment still `building` until `until`: when no one
+ * holds it, or its holder's lease lapsed before `now` (or always, `force`:
+ * one instance alone, whatever was building belonged to a process now gone).
+ * False when it is held by someone else or no longer building.
+ */
+export async function claimBuild(db: Db, id: string, now: string, until: string, force = false): Promise<boolean> {
+  let query = db.updateTable("deployments").set({ build_lease_until: until }).where("id", "=", id).where("status", "=", "building");
+  if (!force) query = query.where((eb) => eb.or([eb("build_lease_until", "is", null), eb("build_lease_until", "<", now)]));
+  const updated = await query.executeTakeFirst();
+  return Number(updated.numUpdatedRows) === 1;
+}
+
+/** Extends the lease of a build this instance holds (it is still building). */
+export async function renewBuildLease(db: Db, id: string, until: string): Promise<void> {
+  await db.updateTable("deployments").set({ build_lease_until: until }).where("id", "=", id).where("status", "=", "building").execute();
+}
+
+/** Deployments left `building` with no live holder: none, or a lease lapsed before `now` (undefined: every one). */
+export async function orphanedBuilds(db: Db, now: string | undefined): Promise<DeploymentRow[]> {
+  let query = db.selectFrom("deployments").selectAll().where("status", "=", "building");
+  if (now !== undefined) query = query.where((eb) => eb.or([eb("build_lease_until", "is", null), eb("build_lease_until", "<", now)]));
+  return query.orderBy("created_at").execute();
+}
+
+export async function insertArchive(db: Db, row: DeploymentArchiveRow): Promise<void> {
+  await db.insertInto("deployment_archives").values(row).execute();
+}
+
+export async function findArchive(db: Db, tenantId: string, deploymentId: string): Promise<DeploymentArchiveRow | undefined> {
+  return db.selectFrom("deployment_archives").selectAll().where("tenant_id", "=", tenantId).where("deployment_id", "=", deploymentId).executeTakeFirst();
+}
+
+/**
+ * Deletes the stored uploads no job can run any more: of failed deployments,
+ * and of ready ones that are no tenant workflow's current version and that
+ * no queued or running job was created with. A replacement must have been
+ * ready since before `cutoff`, so that a job being created right as it got
+ * ready (its transaction read the old version) has committed and is seen.
+ * Returns the deployments whose upload was deleted.
+ */
+export async function pruneArchives(db: Db, cutoff: string): Promise<string[]> {
+  const prunable = await db
+    .selectFrom("deployment_archives as a")
+    .innerJoin("deployments as d", "d.id", "a.deployment_id")
+    .select("d.id")
+    .where((eb) =>
+      eb.or([
+        eb("d.status", "=", "failed"),
+        eb.and([
+          eb("d.status", "=", "ready"),
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom("deployment_workflows as w")
+                .select("w.name")
+                .whereRef("w.deployment_id", "=", "d.id")
+                .where(({ eb: inner, selectFrom }) =>
+                  inner(
+                    "w.version",
+                    "=",
+                    selectFrom("deployment_workflows as n")
+                      .select(({ fn }) => fn.max("n.version").as("v"))
+                      .whereRef("n.tenant_id", "=", "w.tenant_id")
+                      .whereRef("n.name", "=", "w.name"),
+                  ),
+                ),
+            ),
+          ),
+          eb.not(eb.exists(eb.selectFrom("jobs as j").select("j.id").whereRef("j.deployment_id", "=", "d.id").where("j.status", "in", ACTIVE))),
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom("deployments as newer")
+                .select("newer.id")
+                .whereRef("newer.tenant_id", "=", "d.tenant_id")
+                .whereRef("newer.version", ">", "d.version")
+                .where("newer.status", "=", "ready")
+                .where("newer.ready_at", ">=", cutoff),
+            ),
+          ),
+        ]),
+      ]),
+    )
+    .execute();
+  const ids = prunable.map((r) => r.id);
+  if (ids.length > 0) await db.deleteFrom("deployment_archives").where("deployment_id", "in", ids).execute();
+  return ids;
 }
 
 export async function workflowsOfDeployment(db: Db, deploymentId: string): Promise<DeploymentWorkflowRow[]> {

@@ -27,7 +27,8 @@ export type RunnableWorkflow =
       startUrl: string | undefined;
       viewport: { width: number; height: number } | undefined;
       authProfile: AuthProfile | undefined;
-      /** The deployment's unpacked folder and its entry module, relative to it. */
+      deploymentId: string;
+      /** The deployment's folder on this instance (unpacked on first use: RunnerDeps.materialiseDeployment) and its entry module, relative to it. */
       dir: string;
       entry: string;
     };

@@ -27,6 +27,12 @@ export interface RunnerDeps {
   vault: Vault;
   /** Finds the code of a job (a workflow file, or the deployment the job was created with). */
   resolveWorkflow: JobWorkflowResolver;
+  /**
+   * Makes a deployed workflow's code present on this instance (unpacked from
+   * the database on first use), outside the claim's transaction; resolves to
+   * why it cannot be, for the job's error, or undefined.
+   */
+  materialiseDeployment?(tenantId: string, deploymentId: string): Promise<string | undefined>;
   /** Runs handlers: in worker processes, or in this process (UNDERSTUDY_WORKFLOW_ISOLATION=none). */
   executor: JobExecutor;
   config: Pick<Config, "jobs" | "chromiumPath" | "maxBodyBytes"> & Partial<Pick<Config, "artifacts" | "databaseUrl">>;
@@ -393,6 +399,10 @@ export class Runner {
     const { db, vault, config, clock } = this.#deps;
     if ("error" in resolved) throw new RunnerError(resolved.error);
     const workflow = resolved;
+    if (workflow.kind === "deployment" && this.#deps.materialiseDeployment) {
+      const unavailable = await this.#deps.materialiseDeployment(row.tenant_id, workflow.deploymentId);
+      if (unavailable) throw new RunnerError(unavailable);
+    }
     const options = JSON.parse(row.options) as JobOptions;
     let params = JSON.parse(row.params) as Record<string, unknown>;
 

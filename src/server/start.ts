@@ -30,7 +30,7 @@ import { Vault, type Keyring } from "../vault/vault";
 import { WorkflowCatalog } from "../workflows/catalog";
 import { WorkflowRegistry } from "../workflows/registry";
 import { DEFAULT_ARCHIVE_LIMITS } from "../deployments/archive";
-import { Deployments, tenantDeploymentsDir } from "../deployments/service";
+import { DeploymentUnavailableError, Deployments, tenantDeploymentsDir } from "../deployments/service";
 import { listen, type Listening } from "./listen";
 import { requireWritableTempDir } from "./temp-dir";
 
@@ -175,12 +175,22 @@ export async function startServer(
     log,
     dir: deploymentsDir,
     limits: { maxUploadBytes: config.deployments.maxUploadBytes, maxUnpackedBytes: config.deployments.maxUnpackedBytes, maxEntries: DEFAULT_ARCHIVE_LIMITS.maxEntries },
+    buildLeaseMs: config.deployments.buildLeaseMs,
     discover: (tenantId, dir, entry, timeoutMs) => executor.discover(tenantId, dir, entry, timeoutMs),
   });
   const runner = new Runner({
     db: store.db,
     vault: store.vault,
     resolveWorkflow: (db, row) => catalog.forJob(db, row, config.workers.isolation),
+    materialiseDeployment: async (tenantId, deploymentId) => {
+      try {
+        await deployments.materialise(tenantId, deploymentId);
+        return undefined;
+      } catch (error) {
+        if (error instanceof DeploymentUnavailableError) return error.message;
+        throw error;
+      }
+    },
     executor,
     config,
     clock,

@@ -379,4 +379,28 @@ export const migrations: Record<string, Migration> = {
       }
     },
   },
+  "0010_deployment_archives": {
+    async up(db: Kysely<any>) {
+      // Each deployment's upload (the gzip'd tar as sent, decoded from
+      // base64), so any instance can unpack it on first use: with several
+      // instances the one that ran the upload is not the one that runs its
+      // jobs. A table of its own so that reading deployment rows never drags
+      // the bytes along. Only deployments and tenants are referenced, so this
+      // stands alone among the migrations added beside it.
+      await db.schema
+        .createTable("deployment_archives")
+        .addColumn("deployment_id", "text", (c) => c.primaryKey().references("deployments.id"))
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("sha256", "text", (c) => c.notNull())
+        .addColumn("size_bytes", "integer", (c) => c.notNull())
+        .addColumn("bytes", blob(db), (c) => c.notNull())
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("deployment_archives_tenant").on("deployment_archives").columns(["tenant_id"]).execute();
+      // A build in progress is held by an instance until this time, which it
+      // renews while it builds; a build whose holder died is taken over by
+      // another instance once it lapses (null: held by no one).
+      await db.schema.alterTable("deployments").addColumn("build_lease_until", "text").execute();
+    },
+  },
 };

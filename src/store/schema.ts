@@ -17,6 +17,7 @@ export interface Database {
   schedules: SchedulesTable;
   deployments: DeploymentsTable;
   deployment_workflows: DeploymentWorkflowsTable;
+  deployment_archives: DeploymentArchivesTable;
   browser_profiles: BrowserProfilesTable;
   job_profiles: JobProfilesTable;
   job_artifacts: JobArtifactsTable;
@@ -227,6 +228,19 @@ export interface DeploymentsTable {
   created_at: string;
   updated_at: string;
   ready_at: string | null;
+  /** While `building`: the instance building it holds it until then (ISO time); null when no one does. */
+  build_lease_until: string | null;
+}
+
+/** A deployment's upload as sent (gzip'd tar): any instance unpacks it from here on first use. */
+export interface DeploymentArchivesTable {
+  deployment_id: string;
+  tenant_id: string;
+  /** Hex SHA-256 of `bytes`, checked before they are unpacked. */
+  sha256: string;
+  size_bytes: number;
+  bytes: Uint8Array;
+  created_at: string;
 }
 
 export interface DeploymentWorkflowsTable {

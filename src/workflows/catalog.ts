@@ -79,6 +79,7 @@ export class WorkflowCatalog {
           startUrl: workflow.start_url ?? undefined,
           viewport: workflow.viewport ? (JSON.parse(workflow.viewport) as { width: number; height: number }) : undefined,
           authProfile: deployedAuthProfile(workflow),
+          deploymentId: deployment.id,
           dir: deploymentDir(this.deploymentsDir, deployment.tenant_id, deployment.id),
           entry: deployment.entry_point,
         };

@@ -1,8 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { call, killChild, serveDeployment, waitForJob, type ServeDeployment } from "../e2e/serve-child";
 import { tempDir } from "../helpers";
+import { freshSchema, onPostgres, rawRows } from "../postgres";
+import { loadConfig } from "../../src/config";
+import { randomId, systemClock } from "../../src/clock";
+import { openStore } from "../../src/server/start";
+import { createApiKey, createTenant } from "../../src/tenants/service";
+import { toMasterKey } from "../../src/vault/master-key";
 import type { ServerProcess } from "../process-helpers";
 import { tarBase64, uploadBase64, type UploadOptions } from "./upload";
 
@@ -15,6 +22,8 @@ import { tarBase64, uploadBase64, type UploadOptions } from "./upload";
  */
 
 let deployment: ServeDeployment;
+/** On the PostgreSQL run: the schema the server (and the CLI that seeds it) use. */
+let schema: Awaited<ReturnType<typeof freshSchema>> | undefined;
 let workflowsDir: { path: string; remove(): void };
 let server: ServerProcess;
 let alpha: string;
@@ -24,9 +33,14 @@ let holds: { url: string; release(name: string): void; waiting(name: string): bo
 
 beforeAll(async () => {
   workflowsDir = tempDir("understudy-no-workflows-");
-  deployment = serveDeployment({ workflowsDir: workflowsDir.path, env: { UNDERSTUDY_JOB_GRACE_MS: "1000" } });
-  alpha = await deployment.addTenant("alpha");
-  beta = await deployment.addTenant("beta");
+  schema = onPostgres ? await freshSchema() : undefined;
+  deployment = serveDeployment({
+    workflowsDir: workflowsDir.path,
+    // A short build lease: the sweep that prunes stored uploads runs every half lease.
+    env: { UNDERSTUDY_JOB_GRACE_MS: "1000", UNDERSTUDY_DEPLOY_BUILD_LEASE_MS: "2000", ...(schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : {}) },
+  });
+  const keys = schema ? await seedPostgres(schema.url, ["alpha", "beta"]) : [await deployment.addTenant("alpha"), await deployment.addTenant("beta")];
+  [alpha, beta] = [keys[0]!, keys[1]!];
   server = await deployment.start();
   holds = holdServer();
 });
@@ -36,7 +50,40 @@ afterAll(async () => {
   holds?.stop();
   deployment?.remove();
   workflowsDir?.remove();
+  await schema?.drop();
 });
+
+/** SQL on the server's database, as someone with access to it (either engine). */
+async function rawSql(query: string): Promise<Record<string, unknown>[]> {
+  if (schema) return rawRows(schema.url, query);
+  const db = new Database(deployment.dbPath);
+  try {
+    return db.query(query).all() as Record<string, unknown>[];
+  } finally {
+    db.close();
+  }
+}
+
+/** The deployment's folder on the server's disk. */
+function folderOf(id: string): string | undefined {
+  const root = join(deployment.cwd, "deployments");
+  for (const tenant of readdirSync(root)) if (existsSync(join(root, tenant, id))) return join(root, tenant, id);
+  return undefined;
+}
+
+/** The CLI's tenant commands open SQLite only: on PostgreSQL the tenants and keys are made through the store. */
+async function seedPostgres(url: string, names: string[]): Promise<string[]> {
+  const config = loadConfig({ UNDERSTUDY_DATABASE_URL: url, UNDERSTUDY_DB_POOL_SIZE: "2" });
+  const key = toMasterKey(new Uint8Array(Buffer.from(deployment.env.UNDERSTUDY_MASTER_KEY!, "base64")));
+  const store = await openStore(config, join(deployment.cwd, "unused.db"), { current: key });
+  try {
+    const keys: string[] = [];
+    for (const name of names) keys.push((await createApiKey(store.db, systemClock, randomId, (await createTenant(store.db, systemClock, randomId, name)).id)).key);
+    return keys;
+  } finally {
+    await store.db.destroy();
+  }
+}
 
 function holdServer() {
   const waiting = new Map<string, () => void>();
@@ -232,6 +279,46 @@ describe("what a deployment brings", () => {
   });
 });
 
+describe("the upload kept in the database", () => {
+  const keeper: UploadOptions = { workflows: [{ name: "kept", body: "return { kept: true };" }] };
+
+  test("a deployment whose folder is not on this server's disk (as on another instance) is unpacked from the database when a job needs it", async () => {
+    const created = await deploy(alpha, keeper);
+    expect((await built(alpha, created.body.deployment_id)).status).toBe("ready");
+    const folder = folderOf(created.body.deployment_id)!;
+    rmSync(folder, { recursive: true });
+    const job = await runJob(alpha, "kept");
+    expect(job.status, JSON.stringify(job)).toBe("completed");
+    expect(job.result).toEqual({ kept: true });
+    expect(existsSync(join(folder, "index.js"))).toBe(true);
+  });
+
+  test("a stored upload that fails its hash is never unpacked: its job fails saying so", async () => {
+    const created = await deploy(alpha, { workflows: [{ name: "tampered", body: "return 1;" }] });
+    const id = created.body.deployment_id as string;
+    expect((await built(alpha, id)).status).toBe("ready");
+    const folder = folderOf(id)!;
+    rmSync(folder, { recursive: true });
+    await rawSql(`UPDATE deployment_archives SET sha256 = '${"0".repeat(64)}' WHERE deployment_id = '${id}'`);
+    const job = await runJob(alpha, "tampered");
+    expect(job.status).toBe("failed");
+    expect(job.error).toBe(`Deployment ${id}'s stored upload failed its integrity check. Deploy again.`);
+    expect(existsSync(folder)).toBe(false);
+  });
+
+  test("a failed deployment's upload is deleted from the database; a current one's is kept", async () => {
+    const failed = await deploy(alpha, { workflows: [], noMetadata: true });
+    expect((await built(alpha, failed.body.deployment_id)).status).toBe("failed");
+    const current = (await call(server, alpha, "/v1/workflows/get", { workflow: "kept" })).body.deployment_id as string;
+    const deadline = Date.now() + 20_000;
+    while ((await rawSql(`SELECT deployment_id FROM deployment_archives WHERE deployment_id = '${failed.body.deployment_id}'`)).length > 0) {
+      if (Date.now() > deadline) throw new Error("the failed deployment's upload was never pruned");
+      await Bun.sleep(100);
+    }
+    expect(await rawSql(`SELECT deployment_id FROM deployment_archives WHERE deployment_id = '${current}'`)).toEqual([{ deployment_id: current }]);
+  });
+});
+
 describe("deployments that cannot be built", () => {
   test("an entry point that throws at load fails the build with its error", async () => {
     const created = await deploy(alpha, { workflows: [{ name: "throws-at-load", body: "return 1;" }], entryPrelude: `throw new Error("config.json is missing");` });
@@ -294,7 +381,8 @@ describe("deployments that cannot be built", () => {
       expect(tenant).toMatch(/^[0-9a-f-]{36}$/);
       for (const id of readdirSync(join(root, tenant))) expect(id).toMatch(/^[0-9a-f-]{36}$/);
     }
-    expect(readdirSync(deployment.cwd).sort()).toEqual(["deployments", "understudy.db", "understudy.db-shm", "understudy.db-wal"]);
+    const database = onPostgres ? [] : ["understudy.db", "understudy.db-shm", "understudy.db-wal"];
+    expect(readdirSync(deployment.cwd).sort()).toEqual(["deployments", ...database]);
   });
 });
 

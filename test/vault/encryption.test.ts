@@ -58,6 +58,7 @@ async function appOn(dbPath: string, key: Uint8Array, previous?: Uint8Array) {
       log: silentLogger,
       dir: deploymentsDir,
       limits: DEFAULT_ARCHIVE_LIMITS,
+      buildLeaseMs: 60_000,
       discover: async () => [],
     }),
     runner: idleRunner,
