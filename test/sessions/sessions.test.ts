@@ -1,9 +1,9 @@
 import { expect, test } from "bun:test";
 import { chromium, type Browser } from "playwright-core";
 import { chromiumProcessesUsing, describeWithChromium, waitUntil } from "../chromium";
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { bwrapAssertionsApply } from "../bwrap";
 import { startTestServer } from "../helpers";
 import { sessionHarness } from "./support";
@@ -190,6 +190,9 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
   test("with worker isolation, a session's browser runs in the workers' sandbox: the data directory is not in its view", async () => {
     if (!bwrapAssertionsApply("remote sessions' sandbox")) return;
     const server = await start({ UNDERSTUDY_WORKFLOW_ISOLATION: "process", UNDERSTUDY_WORKER_SANDBOX: "bwrap" });
+    // A file of the data directory (the SQLite file itself; on PostgreSQL there is none, so one is made).
+    const secretFile = server.databaseUrl ? join(dirname(server.dbPath), "data-dir-marker") : server.dbPath;
+    if (server.databaseUrl) writeFileSync(secretFile, "kept from session browsers");
     const session = (await server.post("/v1/sessions/create", {})).body;
     const browser = await chromium.connectOverCDP(session.cdp_url);
     try {
@@ -202,9 +205,9 @@ describeWithChromium("remote browser sessions", (chromiumPath) => {
       expect(inside.length).toBeGreaterThan(0);
       for (const pid of inside) {
         expect(existsSync(`/proc/${pid}/root/usr/bin`)).toBe(true);
-        expect(existsSync(`/proc/${pid}/root${server.dbPath}`)).toBe(false);
+        expect(existsSync(`/proc/${pid}/root${secretFile}`)).toBe(false);
       }
-      expect(existsSync(server.dbPath)).toBe(true);
+      expect(existsSync(secretFile)).toBe(true);
     } finally {
       await browser.close();
     }
