@@ -232,6 +232,19 @@ function onPath(tool: string, env: Record<string, string | undefined>): string |
   return undefined;
 }
 
+/**
+ * A PostgreSQL client tool on PATH, with the URL to give it (no password:
+ * that goes in PGPASSWORD), where it points (for messages) and its
+ * environment; `missing` says what to do when the tool is not there.
+ */
+function pgTool(io: Io, databaseUrl: string, tool: string, missing: (where: string, url: string) => string) {
+  const { url, password } = splitPassword(databaseUrl);
+  const where = describeDatabaseUrl(databaseUrl);
+  const path = onPath(tool, io.env);
+  if (!path) throw new FatalError(missing(where, url));
+  return { path, url, where, env: toolEnv(io, password) };
+}
+
 function toolEnv(io: Io, password: string | undefined): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(io.env)) if (value !== undefined) env[name] = value;
@@ -251,22 +264,17 @@ export async function backupPostgres(io: Io, values: Values, positionals: string
   const file = singleFile(positionals, "backup", BACKUP_USAGE);
   if (existsSync(file) && !values.force) throw new FatalError(`${file} exists; choose another file or pass --force to overwrite it.`);
   if (!existsSync(dirname(file))) throw new FatalError(`The directory ${dirname(file)} does not exist.`);
-  const { url, password } = splitPassword(databaseUrl);
-  const where = describeDatabaseUrl(databaseUrl);
-  const pgDump = onPath("pg_dump", io.env);
-  if (!pgDump) {
-    throw new FatalError(
-      `pg_dump is not on PATH, so Understudy cannot back up ${where} itself. Install the PostgreSQL client tools ` +
-        "(of the server's major version or newer; Debian: apt-get install postgresql-client) and run this again, or run:\n" +
-        `  PGPASSWORD=... pg_dump --format=custom --file=${file} '${url}'\n` +
-        "It is consistent while the servers run. Keep the master key backed up separately: the values in the dump stay encrypted.",
-    );
-  }
+  const { path: pgDump, url, where, env } = pgTool(io, databaseUrl, "pg_dump", (where, url) =>
+    `pg_dump is not on PATH, so Understudy cannot back up ${where} itself. Install the PostgreSQL client tools ` +
+    "(of the server's major version or newer; Debian: apt-get install postgresql-client) and run this again, or run:\n" +
+    `  PGPASSWORD=... pg_dump --format=custom --file=${file} '${url}'\n` +
+    "It is consistent while the servers run. Keep the master key backed up separately: the values in the dump stay encrypted.",
+  );
   const temporary = join(dirname(file), `.${Date.now()}-${process.pid}.understudy-backup.tmp`);
   writeFileSync(temporary, "", { mode: 0o600, flag: "wx" });
   try {
     // One snapshot for the whole dump: consistent while the servers write.
-    const { code, stderr } = runTool(pgDump, ["--format=custom", "--no-password", `--file=${temporary}`, `--dbname=${url}`], toolEnv(io, password));
+    const { code, stderr } = runTool(pgDump, ["--format=custom", "--no-password", `--file=${temporary}`, `--dbname=${url}`], env);
     if (code !== 0) throw new FatalError(`pg_dump failed (exit ${code}) for ${where}: ${stderr || "no message"}`);
     chmodSync(temporary, 0o600);
     if (existsSync(file) && !values.force) throw new FatalError(`${file} appeared while backing up; pass --force to overwrite it.`);
@@ -297,18 +305,12 @@ export async function restorePostgres(io: Io, values: Values, positionals: strin
   }
   const config = loadConfig(io.env);
   const keyring = { current: toMasterKey(restoreMasterKey(io, values, config.masterKey)) };
-  const { url, password } = splitPassword(databaseUrl);
-  const where = describeDatabaseUrl(databaseUrl);
-  const pgRestore = onPath("pg_restore", io.env);
-  if (!pgRestore) {
-    throw new FatalError(
-      `pg_restore is not on PATH, so Understudy cannot restore into ${where} itself. Install the PostgreSQL client tools ` +
-        "(Debian: apt-get install postgresql-client) and run this again, so that it checks the master key first; or, servers stopped, " +
-        "into an empty database, run:\n" +
-        `  PGPASSWORD=... pg_restore --no-owner --no-privileges --single-transaction --exit-on-error --dbname='${url}' ${file}`,
-    );
-  }
-  const env = toolEnv(io, password);
+  const { path: pgRestore, url, where, env } = pgTool(io, databaseUrl, "pg_restore", (where, url) =>
+    `pg_restore is not on PATH, so Understudy cannot restore into ${where} itself. Install the PostgreSQL client tools ` +
+    "(Debian: apt-get install postgresql-client) and run this again, so that it checks the master key first; or, servers stopped, " +
+    "into an empty database, run:\n" +
+    `  PGPASSWORD=... pg_restore --no-owner --no-privileges --single-transaction --exit-on-error --dbname='${url}' ${file}`,
+  );
 
   // 1. The master key must open the dump: nothing is changed otherwise.
   const rows = runTool(pgRestore, ["--data-only", "--table=vault_meta", "--table=tenant_keys", "--file=-", file], env);

@@ -1,7 +1,10 @@
-import { sql, type Selectable } from "kysely";
+import { sql, type Selectable, type SqlBool } from "kysely";
 import type { Db } from "../store/database";
 import { ACTIVE } from "../jobs/store";
 import type { DeploymentArchivesTable, DeploymentsTable, DeploymentWorkflowsTable } from "../store/schema";
+
+/** A deployment_workflows row aliased `w` is its tenant's newest version of its name. */
+const isNewestVersion = sql<SqlBool>`w.version = (SELECT max(n.version) FROM deployment_workflows AS n WHERE n.tenant_id = w.tenant_id AND n.name = w.name)`;
 
 export type DeploymentRow = Selectable<DeploymentsTable>;
 export type DeploymentArchiveRow = Selectable<DeploymentArchivesTable>;
@@ -121,16 +124,7 @@ export async function pruneArchives(db: Db, cutoff: string): Promise<string[]> {
                 .selectFrom("deployment_workflows as w")
                 .select("w.name")
                 .whereRef("w.deployment_id", "=", "d.id")
-                .where(({ eb: inner, selectFrom }) =>
-                  inner(
-                    "w.version",
-                    "=",
-                    selectFrom("deployment_workflows as n")
-                      .select(({ fn }) => fn.max("n.version").as("v"))
-                      .whereRef("n.tenant_id", "=", "w.tenant_id")
-                      .whereRef("n.name", "=", "w.name"),
-                  ),
-                ),
+                .where(isNewestVersion),
             ),
           ),
           eb.not(eb.exists(eb.selectFrom("jobs as j").select("j.id").whereRef("j.deployment_id", "=", "d.id").where("j.status", "in", ACTIVE))),
@@ -185,16 +179,7 @@ export async function currentDeployedWorkflows(db: Db, tenantId: string): Promis
     .selectFrom("deployment_workflows as w")
     .selectAll("w")
     .where("w.tenant_id", "=", tenantId)
-    .where(({ eb, selectFrom }) =>
-      eb(
-        "w.version",
-        "=",
-        selectFrom("deployment_workflows as n")
-          .select(({ fn }) => fn.max("n.version").as("v"))
-          .whereRef("n.tenant_id", "=", "w.tenant_id")
-          .whereRef("n.name", "=", "w.name"),
-      ),
-    )
+    .where(isNewestVersion)
     .orderBy("w.name")
     .execute();
 }
