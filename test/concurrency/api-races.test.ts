@@ -32,6 +32,28 @@ const race = (count: number, send: (i: number) => Promise<TestResponse>) => Prom
 
 const statusesOf = (responses: TestResponse[]) => responses.map((r) => r.status).sort();
 
+/**
+ * A delete sent amid 8 jobs/create of a workflow that references what it
+ * deletes: every job queues, and the delete either went first (no job holds
+ * a reference) or is a 409 naming jobs of this round.
+ */
+async function deleteAmidJobCreates(workflowName: string, remove: () => Promise<TestResponse>, referencesOf: () => Promise<{ job_id: string }[]>) {
+  const create = () => server.post("/v1/jobs/create", { workflow: workflowName });
+  const responses = await Promise.all([...Array.from({ length: 4 }, create), remove(), ...Array.from({ length: 4 }, create)]);
+  const [deleteResponse] = responses.splice(4, 1);
+  expect(statusesOf(responses)).toEqual(Array(8).fill(200));
+  const jobIds = responses.map((r) => r.body.job_id as string);
+  const references = (await referencesOf()).map((r) => r.job_id);
+  if (deleteResponse!.status === 200) {
+    expect(references).toEqual([]);
+    return { wasDeleted: true, jobIds, named: [] as string[], references };
+  }
+  const named = expectError(deleteResponse!, 409, "CONFLICT", false).data.job_ids as string[];
+  expect(named.length).toBeGreaterThan(0);
+  for (const job of named) expect(jobIds).toContain(job);
+  return { wasDeleted: false, jobIds, named, references };
+}
+
 describe("credentials", () => {
   test("concurrent creates of one name: one 200, the rest 409 (name taken), one row", async () => {
     const name = uniqueName("racecreate");
@@ -87,23 +109,14 @@ describe("credentials", () => {
     let deleted = 0;
     for (let round = 0; round < 30 && (round < 5 || refused === 0 || deleted === 0); round++) {
       const id = expectOk(await server.post("/v1/credentials/create", { name: "token", value: "v" }), false).credential_id;
-      const responses = await Promise.all([
-        ...Array.from({ length: 4 }, () => server.post("/v1/jobs/create", { workflow: "uses-token" })),
-        server.post("/v1/credentials/delete", { id }),
-        ...Array.from({ length: 4 }, () => server.post("/v1/jobs/create", { workflow: "uses-token" })),
-      ]);
-      const [deleteResponse] = responses.splice(4, 1);
-      expect(statusesOf(responses)).toEqual(Array(8).fill(200));
-      const jobIds = responses.map((r) => r.body.job_id as string);
-      const references = await server.db.selectFrom("job_credentials").select("job_id").where("credential_id", "=", id).execute();
-      if (deleteResponse!.status === 200) {
-        deleted++;
-        expect(references).toEqual([]);
-      } else {
+      const { wasDeleted, jobIds } = await deleteAmidJobCreates(
+        "uses-token",
+        () => server.post("/v1/credentials/delete", { id }),
+        () => server.db.selectFrom("job_credentials").select("job_id").where("credential_id", "=", id).execute(),
+      );
+      if (wasDeleted) deleted++;
+      else {
         refused++;
-        const named = expectError(deleteResponse!, 409, "CONFLICT", false).data.job_ids as string[];
-        expect(named.length).toBeGreaterThan(0);
-        for (const job of named) expect(jobIds).toContain(job);
         // Cancel this round's jobs, then the credential goes.
         for (const job of jobIds) await server.post("/v1/jobs/cancel", { id: job });
         expectOk(await server.post("/v1/credentials/delete", { id }), false);
@@ -143,28 +156,19 @@ describe("browser profiles", () => {
     for (let round = 0; round < 30 && (round < 5 || refused === 0 || deleted === 0); round++) {
       expectOk(await server.post("/v1/browserProfiles/upload", { name: "portal", state: { cookies: [] } }), false);
       const profile = await server.db.selectFrom("browser_profiles").select("id").where("tenant_id", "=", server.tenants.alpha).where("name", "=", "portal").executeTakeFirstOrThrow();
-      const responses = await Promise.all([
-        ...Array.from({ length: 4 }, () => server.post("/v1/jobs/create", { workflow: "uses-portal" })),
-        server.post("/v1/browserProfiles/delete", { name: "portal" }),
-        ...Array.from({ length: 4 }, () => server.post("/v1/jobs/create", { workflow: "uses-portal" })),
-      ]);
-      const [deleteResponse] = responses.splice(4, 1);
-      expect(statusesOf(responses)).toEqual(Array(8).fill(200));
-      const jobIds = responses.map((r) => r.body.job_id as string);
-      const references = await server.db.selectFrom("job_profiles").select("job_id").where("profile_id", "=", profile.id).execute();
-      if (deleteResponse!.status === 200) {
-        deleted++;
-        expect(references).toEqual([]);
-      } else {
+      const { wasDeleted, jobIds, named, references } = await deleteAmidJobCreates(
+        "uses-portal",
+        () => server.post("/v1/browserProfiles/delete", { name: "portal" }),
+        () => server.db.selectFrom("job_profiles").select("job_id").where("profile_id", "=", profile.id).execute(),
+      );
+      if (wasDeleted) deleted++;
+      else {
         refused++;
-        const named = expectError(deleteResponse!, 409, "CONFLICT", false).data.job_ids as string[];
-        expect(named.length).toBeGreaterThan(0);
         // The jobs it named hold the profile (and so may jobs queued after the refusal).
-        for (const job of named) expect(jobIds).toContain(job);
-        for (const job of named) expect(references.map((r) => r.job_id)).toContain(job);
+        for (const job of named) expect(references).toContain(job);
       }
       for (const job of jobIds) expectOk(await server.post("/v1/jobs/cancel", { id: job }), false);
-      if (deleteResponse!.status !== 200) expectOk(await server.post("/v1/browserProfiles/delete", { name: "portal" }), false);
+      if (!wasDeleted) expectOk(await server.post("/v1/browserProfiles/delete", { name: "portal" }), false);
     }
     const dangling = await server.db
       .selectFrom("job_profiles")

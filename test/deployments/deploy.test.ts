@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
-import { call, killChild, serveDeployment, waitForJob, type ServeDeployment } from "../e2e/serve-child";
+import { call, killChild, serveDeployment, waitForBuild, waitForJob, type ServeDeployment } from "../e2e/serve-child";
 import { tempDir } from "../helpers";
 import { freshSchema, onPostgres, rawRows } from "../postgres";
 import { loadConfig } from "../../src/config";
@@ -113,17 +113,8 @@ async function deploy(key: string, options: UploadOptions, entry = "index.js") {
   return call(server, key, "/v1/deployments/create", { source, entry_point: entry, description: "test upload" });
 }
 
-/** Polls deployments/sync (with `{id}`, as the CLI does) until the build ends. */
-async function built(key: string, id: string, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const synced = await call(server, key, "/v1/deployments/sync", { id });
-    expect(synced.status).toBe(200);
-    if (synced.body.status !== "building") return synced.body;
-    if (Date.now() > deadline) throw new Error(`deployment ${id} still building after ${timeoutMs} ms`);
-    await Bun.sleep(25);
-  }
-}
+/** Polls deployments/sync until the build ends (on the test's server). */
+const built = (key: string, id: string, timeoutMs?: number) => waitForBuild(server, key, id, timeoutMs);
 
 async function runJob(key: string, workflow: string, params: Record<string, unknown> = {}) {
   const created = await call(server, key, "/v1/jobs/create", { workflow, params });

@@ -81,6 +81,18 @@ export async function waitForJob(
   }
 }
 
+/** Polls deployments/sync (with `{id}`, as the CLI does) until the build ends, bounded. */
+export async function waitForBuild(server: { url: string }, key: string, id: string, timeoutMs = 30_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const synced = await call(server, key, "/v1/deployments/sync", { id });
+    expect(synced.status).toBe(200);
+    if (synced.body.status !== "building") return synced.body;
+    if (Date.now() > deadline) throw new Error(`deployment ${id} still building after ${timeoutMs} ms`);
+    await Bun.sleep(25);
+  }
+}
+
 /** Waits, bounded, until the job's log has a line containing `text` (fixture workflows log their start). */
 export async function waitForJobLog(server: { url: string }, key: string, jobId: string, text: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

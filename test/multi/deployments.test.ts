@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { call, waitForJob } from "../e2e/serve-child";
+import { call, waitForBuild, waitForJob } from "../e2e/serve-child";
 import { tempDir } from "../helpers";
 import type { ServerProcess } from "../process-helpers";
 import { uploadBase64, type UploadOptions } from "../deployments/upload";
@@ -24,17 +24,7 @@ const doubler: UploadOptions = {
   ],
 };
 
-/** Polls deployments/sync on `server` until the build ends, bounded. */
-async function built(server: { url: string }, key: string, id: string, timeoutMs = 45_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const synced = await call(server, key, "/v1/deployments/sync", { id });
-    expect(synced.status).toBe(200);
-    if (synced.body.status !== "building") return synced.body;
-    if (Date.now() > deadline) throw new Error(`deployment ${id} still building after ${timeoutMs} ms`);
-    await Bun.sleep(50);
-  }
-}
+const built = (server: { url: string }, key: string, id: string, timeoutMs = 45_000) => waitForBuild(server, key, id, timeoutMs);
 
 describeWithPostgres("deployments across instances on one PostgreSQL", () => {
   let cluster: Cluster;
