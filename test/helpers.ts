@@ -75,6 +75,8 @@ export async function startTestServer(
     workflows?: WorkflowDefinition[];
     /** Don't start the runner: jobs stay queued (for tests of queued-job behaviour). */
     runnerPaused?: boolean;
+    /** Don't start the server's scheduler timer (tests that drive a scheduler of their own). */
+    schedulerPaused?: boolean;
     /** The server's id source (default: random UUIDv7s). */
     newId?: IdSource;
     /** The master key, base64 (default: a fresh one). */
@@ -107,6 +109,7 @@ export async function startTestServer(
     clock,
     nowMs: options.nowMs,
     runnerPaused: options.runnerPaused,
+    schedulerPaused: options.schedulerPaused,
     newId: options.newId,
   });
   const { deps, runner } = server;

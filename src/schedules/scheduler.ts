@@ -247,6 +247,7 @@ export class Scheduler {
     let delay = this.deps.config.schedules.tickMs;
     try {
       const started = performance.now();
+      const tickedAt = this.deps.clock.now().getTime();
       const result = await this.tick();
       if (result.fired + result.skipped + result.failed > 0) {
         this.deps.log.log("info", "schedules fired", { ...result, duration_ms: Math.round(performance.now() - started) });
@@ -260,7 +261,8 @@ export class Scheduler {
         // Due, yet this tick found nothing: another instance's tick holds those
         // rows (PostgreSQL) and moves them on when it commits. Look again soon,
         // not in a tight loop.
-        const heldElsewhere = untilDue <= 0 && result.fired + result.skipped + result.failed === 0;
+        // (Due by the time the tick looked, not merely by now: one that fell due since is simply due.)
+        const heldElsewhere = Date.parse(earliest) <= tickedAt && result.fired + result.skipped + result.failed === 0;
         delay = heldElsewhere ? Math.min(delay, HELD_ELSEWHERE_RETRY_MS) : Math.max(0, Math.min(delay, untilDue));
       }
     } catch (error) {

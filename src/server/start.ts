@@ -157,6 +157,8 @@ export async function startServer(
     nowMs?: () => number;
     /** Tests: leave the runner stopped, so jobs stay queued. */
     runnerPaused?: boolean;
+    /** Don't start the scheduler's timer (tests that tick a scheduler of their own). */
+    schedulerPaused?: boolean;
   },
 ): Promise<RunningServer> {
   requireWritableTempDir();
@@ -249,7 +251,7 @@ export async function startServer(
   if (!options.runnerPaused) runner.start();
   await deployments.resumeInterrupted();
   deliveries.start();
-  scheduler.start();
+  if (!options.schedulerPaused) scheduler.start();
   pruner.start();
   const stopWatching = options.watchWorkflows ? workflows.watch() : () => {};
   return {

@@ -49,6 +49,8 @@ export async function scheduleHarness(options: {
     clock,
     workflows: options.workflows,
     runnerPaused: options.runnerPaused ?? true,
+    // The test drives its own scheduler: the server's must not fire the same schedules in between.
+    schedulerPaused: true,
     env: { ...FAST_ENV, UNDERSTUDY_SCHEDULER_TICK_MS: HOUR_MS },
   });
   const scheduler = new Scheduler({
