@@ -378,20 +378,33 @@ function isObject(value: unknown): value is object {
  * (`prefix`) any profile directory under it (Linux /proc).
  */
 export function killProcessesUsing(userDataDir: string, options: { prefix?: boolean } = {}): void {
+  // A browser caught while it starts may fork a child after a pass has read
+  // /proc: look again (bounded) until a pass finds none.
+  for (let pass = 0; pass < 10 && killPass(userDataDir, options) > 0; pass++) Atomics.wait(PAUSE, 0, 0, 20);
+}
+
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/** One pass over /proc: SIGKILLs the processes with this profile; returns how many it found. */
+function killPass(userDataDir: string, options: { prefix?: boolean }): number {
   const marker = `--user-data-dir=${userDataDir}`;
   const matches = (arg: string) => (options.prefix ? arg.startsWith(marker) : arg === marker);
   let entries: string[];
   try {
     entries = readdirSync("/proc").filter((entry) => /^\d+$/.test(entry));
   } catch {
-    return;
+    return 0;
   }
+  let found = 0;
   for (const pid of entries) {
     try {
       const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      if (args.some(matches)) process.kill(Number(pid), "SIGKILL");
+      if (!args.some(matches)) continue;
+      found++;
+      process.kill(Number(pid), "SIGKILL");
     } catch {
       // The process ended meanwhile, or is not ours to read.
     }
   }
+  return found;
 }
