@@ -379,16 +379,20 @@ function isObject(value: unknown): value is object {
  */
 export function killProcessesUsing(userDataDir: string, options: { prefix?: boolean } = {}): void {
   // A browser caught while it starts may fork a child after a pass has read
-  // /proc: look again (bounded) until a pass finds none.
-  for (let pass = 0; pass < 10 && killPass(userDataDir, options) > 0; pass++) Atomics.wait(PAUSE, 0, 0, 20);
+  // /proc, and a killed process keeps its command line until it has exited,
+  // which a busy machine can take a while to finish: look again until a pass
+  // finds none, for at most KILL_SETTLE_MS.
+  const deadline = Date.now() + KILL_SETTLE_MS;
+  while (killPass(userDataDir, options) > 0 && Date.now() < deadline) Atomics.wait(PAUSE, 0, 0, 20);
 }
+
+const KILL_SETTLE_MS = 5_000;
 
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));
 
 /** One pass over /proc: SIGKILLs the processes with this profile; returns how many it found. */
 function killPass(userDataDir: string, options: { prefix?: boolean }): number {
-  const marker = `--user-data-dir=${userDataDir}`;
-  const matches = (arg: string) => (options.prefix ? arg.startsWith(marker) : arg === marker);
+  const names = namesProfile(`--user-data-dir=${userDataDir}`, options.prefix ?? false);
   let entries: string[];
   try {
     entries = readdirSync("/proc").filter((entry) => /^\d+$/.test(entry));
@@ -398,8 +402,7 @@ function killPass(userDataDir: string, options: { prefix?: boolean }): number {
   let found = 0;
   for (const pid of entries) {
     try {
-      const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-      if (!args.some(matches)) continue;
+      if (!names(readFileSync(`/proc/${pid}/cmdline`, "utf8"))) continue;
       found++;
       process.kill(Number(pid), "SIGKILL");
     } catch {
@@ -407,4 +410,19 @@ function killPass(userDataDir: string, options: { prefix?: boolean }): number {
     }
   }
   return found;
+}
+
+/**
+ * Whether a /proc cmdline names the profile. Chromium's child processes
+ * rewrite their title as one space-joined string, so an argument ends at a
+ * NUL, a space or the end, not only at a NUL.
+ */
+function namesProfile(marker: string, prefix: boolean): (cmdline: string) => boolean {
+  const boundary = (c: string | undefined) => c === undefined || c === "\0" || c === " ";
+  return (cmdline) => {
+    for (let at = cmdline.indexOf(marker); at >= 0; at = cmdline.indexOf(marker, at + 1)) {
+      if (boundary(cmdline[at - 1]) && (prefix || boundary(cmdline[at + marker.length]))) return true;
+    }
+    return false;
+  };
 }
