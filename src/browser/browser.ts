@@ -108,6 +108,23 @@ const CHROMIUM_NAMES = ["chromium", "chromium-browser", "google-chrome"];
  * CHROMIUM_NAMES on PATH.
  */
 export function findChromium(configured?: string): string | undefined {
+  // Asked at every job's start: a browser found is kept for a few seconds
+  // (a removal is seen soon after), not searched for on PATH each time. None
+  // found is never kept, so an install is seen at once.
+  const now = Date.now();
+  const key = `${configured ?? ""}\n${process.env.PATH ?? ""}`;
+  const kept = foundChromium.get(key);
+  if (kept && now - kept.at < FIND_CHROMIUM_KEEP_MS) return kept.path;
+  const path = searchChromium(configured);
+  if (path) foundChromium.set(key, { path, at: now });
+  else foundChromium.delete(key);
+  return path;
+}
+
+const FIND_CHROMIUM_KEEP_MS = 5_000;
+const foundChromium = new Map<string, { path: string; at: number }>();
+
+function searchChromium(configured?: string): string | undefined {
   if (configured) return isExecutableFile(configured) ? configured : undefined;
   // PATH is the operating system's search path, not Understudy configuration.
   const dirs = (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "");

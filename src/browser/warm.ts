@@ -98,6 +98,11 @@ export class WarmBrowser {
    * in time means a wedged browser: it is killed, and the next job launches
    * a new one.
    */
+  /** Whether a job's page is open or opening (releaseJob has something to close). */
+  get holdsJob(): boolean {
+    return this.#opening !== undefined || this.#current !== undefined;
+  }
+
   async releaseJob(): Promise<void> {
     // A page still opening is the job's too. A handler that returns right
     // after its first page use (`return { url: page.url() }` starts the

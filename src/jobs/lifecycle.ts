@@ -22,10 +22,29 @@ export async function finishJob(
   from: readonly store.JobStatus[],
   end: store.JobEnd,
 ): Promise<boolean> {
-  const row = await store.endJob(trx, id, from, end);
-  if (!row) return false;
-  await store.releaseJobReferences(trx, id);
-  await releaseProfileReferences(trx, id);
-  for (const hook of hooks) await hook(trx, row);
-  return true;
+  const [ended] = await finishJobs(trx, hooks, [{ id, end }], from);
+  return ended!;
+}
+
+/**
+ * finishJob for many jobs in one transaction (the runner's ends, group
+ * committed): one update per job, then one release of all their references.
+ * Returns, per job, whether it was ended here.
+ */
+export async function finishJobs(
+  trx: Db,
+  hooks: readonly JobEndHook[],
+  ends: readonly { id: string; end: store.JobEnd }[],
+  from: readonly store.JobStatus[],
+): Promise<boolean[]> {
+  const order = new Map(ends.map(({ id }, i) => [id, i]));
+  const rows = (ends.length === 1 ? [await store.endJob(trx, ends[0]!.id, from, ends[0]!.end)].filter((row) => row !== undefined) : await store.endJobs(trx, ends, from)).sort(
+    (a, b) => order.get(a.id)! - order.get(b.id)!,
+  );
+  const ids = rows.map((row) => row.id);
+  const ended = ends.map(({ id }) => ids.includes(id));
+  await store.releaseJobReferences(trx, ids);
+  await releaseProfileReferences(trx, ids);
+  for (const row of rows) for (const hook of hooks) await hook(trx, row);
+  return ended;
 }

@@ -2,6 +2,7 @@ import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import { jobParamsCredentialsContext, type JobOptions } from "../runner/runner";
 import type { Db } from "../store/database";
+import { Batcher } from "../store/batcher";
 import { lockTenants } from "../store/locks";
 import type { CatalogEntry } from "../workflows/catalog";
 import { refuseLiteralTarget } from "../webhooks/address";
@@ -66,9 +67,30 @@ export async function findRunnableWorkflow(deps: Pick<AppDeps, "catalog">, db: D
 /** Queues a job for an API caller, then wakes the runner. `unhonoured` holds the notes of the hosted-only options it set. */
 export async function createJob(deps: AppDeps, caller: Caller, input: CreateJobInput) {
   if (input.callback_url !== undefined) refuseLiteralTarget(input.callback_url, deps.webhooks.allowPrivate, "callback_url");
-  const queued = await deps.db.transaction().execute((trx) => insertQueuedJob(deps, trx, caller.tenantId, input));
+  const queued = await creates(deps).submit({ tenantId: caller.tenantId, input });
   deps.runner.wake();
   return { ...queued, unhonoured: hostedOnlyNotes(input) };
+}
+
+type Creates = Batcher<{ tenantId: string; input: CreateJobInput }, { id: string; workflow: string }>;
+const batchers = new WeakMap<AppDeps, Creates>();
+
+/**
+ * The API's creates, group-committed: creates that arrive while a batch is
+ * being written are queued together in the next one (one transaction, the
+ * lookups and inserts of insertQueuedJobs shared). Each caller still gets
+ * its own outcome, an AppError included.
+ */
+function creates(deps: AppDeps): Creates {
+  let batcher = batchers.get(deps);
+  if (!batcher) {
+    batcher = new Batcher<{ tenantId: string; input: CreateJobInput }, { id: string; workflow: string }>(async (requests) => {
+      const outcomes = await deps.db.transaction().execute((trx) => insertQueuedJobs(deps, trx, requests));
+      return outcomes.map((outcome) => ("error" in outcome ? outcome.error : outcome));
+    });
+    batchers.set(deps, batcher);
+  }
+  return batcher;
 }
 
 /**

@@ -90,8 +90,9 @@ export async function referencedCredentials(db: Db, jobId: string) {
 }
 
 /** Removes a job's references: done in the transaction that ends the job. */
-export async function releaseJobReferences(db: Db, jobId: string): Promise<void> {
-  await db.deleteFrom("job_credentials").where("job_id", "=", jobId).execute();
+export async function releaseJobReferences(db: Db, jobIds: readonly string[]): Promise<void> {
+  if (jobIds.length === 0) return;
+  await db.deleteFrom("job_credentials").where("job_id", "in", jobIds).execute();
 }
 
 /**
@@ -200,13 +201,21 @@ export async function markRunning(db: Db, ids: readonly string[], at: string, le
  * another instance, should its NOTIFY have been missed).
  */
 export async function renewLeases(db: Db, owner: string, expiresAt: string) {
-  return db
-    .updateTable("jobs")
-    .set({ lease_expires_at: expiresAt })
-    .where("lease_owner", "=", owner)
-    .where("status", "in", ["running", "starting_browser"])
-    .returning(["id", "cancel_requested_at"])
-    .execute();
+  const mine = db.selectFrom("jobs").select("id").where("lease_owner", "=", owner).where("status", "in", ["running", "starting_browser"]);
+  return (
+    db
+      .updateTable("jobs")
+      .set({ lease_expires_at: expiresAt })
+      // On PostgreSQL, rows a job's end holds are skipped, not waited for: the
+      // renewal would lock its rows in another order than a batch of ends and
+      // could deadlock with it (seen). Those jobs are ending; should the end
+      // roll back, the next renewal has them.
+      .where("id", "in", isPostgres(db) ? mine.forUpdate().skipLocked() : mine)
+      .where("lease_owner", "=", owner)
+      .where("status", "in", ["running", "starting_browser"])
+      .returning(["id", "cancel_requested_at"])
+      .execute()
+  );
 }
 
 /**
@@ -233,6 +242,30 @@ export interface JobEnd {
   error: string | null;
   mapped_stack: string | null;
   completed_at: string;
+}
+
+/**
+ * endJob for many jobs in one statement (each column a CASE on the id);
+ * returns the rows it ended, in no particular order: a job that had already
+ * ended is not among them.
+ */
+export async function endJobs(db: Db, ends: readonly { id: string; end: JobEnd }[], from: readonly JobStatus[]): Promise<JobRow[]> {
+  if (ends.length === 0) return [];
+  const byId = (column: keyof JobEnd) => sql<string | null>`CASE id ${sql.join(ends.map(({ id, end }) => sql`WHEN ${id} THEN ${end[column]}`), sql` `)} END`;
+  return db
+    .updateTable("jobs")
+    .set({
+      status: byId("status") as unknown as JobEnd["status"],
+      failure_class: byId("failure_class"),
+      result: byId("result"),
+      error: byId("error"),
+      mapped_stack: byId("mapped_stack"),
+      completed_at: byId("completed_at") as unknown as string,
+    })
+    .where("id", "in", ends.map((e) => e.id))
+    .where("status", "in", from)
+    .returningAll()
+    .execute();
 }
 
 /** Ends a job that is in one of `from`; returns its ended row, or undefined when it had already ended. */

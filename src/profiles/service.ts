@@ -185,8 +185,8 @@ export async function referenceProfile(trx: Db, tenantId: string, jobId: string,
   if (profile) await store.insertJobReference(trx, tenantId, jobId, profile.id, at);
 }
 
-export async function releaseProfileReferences(trx: Db, jobId: string): Promise<void> {
-  await store.releaseJobReferences(trx, jobId);
+export async function releaseProfileReferences(trx: Db, jobIds: readonly string[]): Promise<void> {
+  await store.releaseJobReferences(trx, jobIds);
 }
 
 export class ProfileUnusableError extends Error {

@@ -82,6 +82,7 @@ export async function insertJobReference(db: Db, tenantId: string, jobId: string
   await db.insertInto("job_profiles").values({ job_id: jobId, profile_id: profileId, tenant_id: tenantId, created_at: at }).onConflict((oc) => oc.doNothing()).execute();
 }
 
-export async function releaseJobReferences(db: Db, jobId: string): Promise<void> {
-  await db.deleteFrom("job_profiles").where("job_id", "=", jobId).execute();
+export async function releaseJobReferences(db: Db, jobIds: readonly string[]): Promise<void> {
+  if (jobIds.length === 0) return;
+  await db.deleteFrom("job_profiles").where("job_id", "in", jobIds).execute();
 }

@@ -5,7 +5,8 @@ import type { Config } from "../config";
 import { openStoredValue } from "../credentials/service";
 import { openProfileForJob, ProfileUnusableError, referenceProfile, saveRefreshedState } from "../profiles/service";
 import { stateSecrets, type StorageState } from "../profiles/state";
-import { finishJob, type JobEndHook } from "../jobs/lifecycle";
+import { finishJob, finishJobs, type JobEndHook } from "../jobs/lifecycle";
+import { Batcher } from "../store/batcher";
 import * as jobs from "../jobs/store";
 import type { Logger } from "../log";
 import type { Db } from "../store/database";
@@ -99,6 +100,18 @@ export class Runner {
   #leaseTimer: ReturnType<typeof setInterval> | undefined;
   #leaseWork: Promise<void> = Promise.resolve();
   #wakeups: PgWakeups | undefined;
+
+  /**
+   * Job ends, group-committed: the ends that come while a batch is being
+   * written go together in the next transaction (their artifacts, their
+   * rows, the release of their references, the end hooks).
+   */
+  readonly #ends = new Batcher<{ id: string; artifacts: ArtifactRow[]; end: jobs.JobEnd }, boolean>(async (ends) =>
+    this.#deps.db.transaction().execute(async (trx) => {
+      await insertArtifacts(trx, ends.flatMap((e) => e.artifacts));
+      return finishJobs(trx, this.#deps.jobEndHooks ?? [], ends, ["running", "starting_browser"]);
+    }),
+  );
 
   constructor(deps: RunnerDeps) {
     this.#deps = deps;
@@ -373,16 +386,17 @@ export class Runner {
     const artifacts = this.#artifactRows(row, outcome, logs);
     try {
       await logs.close();
-      await db.transaction().execute(async (trx) => {
-        await insertArtifacts(trx, artifacts);
-        await finishJob(trx, this.#deps.jobEndHooks ?? [], row.id, ["running", "starting_browser"], {
+      await this.#ends.submit({
+        id: row.id,
+        artifacts,
+        end: {
           status: outcome.status,
           failure_class: outcome.status === "completed" ? null : outcome.failureClass,
           result: outcome.status === "completed" ? JSON.stringify(outcome.result) : null,
           error: outcome.status === "completed" ? null : outcome.error,
           mapped_stack: outcome.status === "completed" ? null : outcome.mappedStack,
           completed_at: clock.now().toISOString(),
-        });
+        },
       });
       const cap = this.#deps.config.artifacts?.maxBytesPerTenant ?? 0;
       if (artifacts.length > 0 && cap > 0) await enforceTenantCap(db, row.tenant_id, cap);

@@ -1,5 +1,6 @@
 import { insertionOrder } from "../store/dialect";
 import { readerOf, type Db } from "../store/database";
+import { Batcher } from "../store/batcher";
 
 export interface Tenant {
   id: string;
@@ -67,12 +68,20 @@ type ApiKeyLookup = { id: string; tenant_id: string; revoked_at: string | null; 
 export async function findApiKeyByHash(db: Db, keyHash: string): Promise<ApiKeyLookup | undefined> {
   const reader = readerOf(db);
   if (reader) return reader.get<ApiKeyLookup>("SELECT id, tenant_id, revoked_at, last_used_at FROM api_keys WHERE key_hash = ?", [keyHash]);
-  return db
-    .selectFrom("api_keys")
-    .select(["id", "tenant_id", "revoked_at", "last_used_at"])
-    .where("key_hash", "=", keyHash)
-    .executeTakeFirst();
+  let lookups = keyLookups.get(db);
+  if (!lookups) {
+    // Requests that arrive together share one query (a round trip each is most of a request's cost on PostgreSQL).
+    lookups = new Batcher<string, ApiKeyLookup | undefined>(async (hashes) => {
+      const rows = await db.selectFrom("api_keys").select(["id", "tenant_id", "revoked_at", "last_used_at", "key_hash"]).where("key_hash", "in", [...new Set(hashes)]).execute();
+      const byHash = new Map(rows.map(({ key_hash, ...row }) => [key_hash, row]));
+      return hashes.map((hash) => byHash.get(hash));
+    });
+    keyLookups.set(db, lookups);
+  }
+  return lookups.submit(keyHash);
 }
+
+const keyLookups = new WeakMap<Db, Batcher<string, ApiKeyLookup | undefined>>();
 
 export async function listApiKeys(db: Db, tenantId: string): Promise<ApiKeyInfo[]> {
   const rows = await db.selectFrom("api_keys").selectAll().where("tenant_id", "=", tenantId).orderBy("created_at").orderBy(insertionOrder(db)).execute();

@@ -91,6 +91,15 @@ export function attemptBody(payload: string, deliveredAt: string): Uint8Array {
  * claim runs on the same connection, so it sees them once this commits.
  */
 export function webhookJobEndHook(deps: WebhookDeps, written: () => void = () => {}): JobEndHook {
+  // Jobs ended in one transaction (a batch) share each tenant's endpoint lookup.
+  const endpointsIn = new WeakMap<object, Map<string, Promise<{ id: string; url: string }[]>>>();
+  const activeEndpoints = (trx: Db, tenantId: string) => {
+    let byTenant = endpointsIn.get(trx);
+    if (!byTenant) endpointsIn.set(trx, (byTenant = new Map()));
+    let endpoints = byTenant.get(tenantId);
+    if (!endpoints) byTenant.set(tenantId, (endpoints = store.listActiveEndpoints(trx, tenantId)));
+    return endpoints;
+  };
   return async (trx, job) => {
     if (job.skip_callbacks) return;
     const body = jobEndPayload(job);
@@ -99,7 +108,7 @@ export function webhookJobEndHook(deps: WebhookDeps, written: () => void = () =>
     const targets: { endpointId: string | null; url: string }[] =
       job.callback_url !== null && job.sealed_callback_secret !== null
         ? [{ endpointId: null, url: job.callback_url }]
-        : (await store.listActiveEndpoints(trx, job.tenant_id)).map((e) => ({ endpointId: e.id, url: e.url }));
+        : (await activeEndpoints(trx, job.tenant_id)).map((e) => ({ endpointId: e.id, url: e.url }));
     if (targets.length === 0) return;
     await store.insertDeliveries(
       trx,

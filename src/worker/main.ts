@@ -47,7 +47,28 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
   if (kind === "files") registerWorkflowModules();
   registerPlaywrightModules();
 
-  const send = (message: WorkerMessage) => writeSync(PROTOCOL_FD, encodeMessage(message));
+  // Each write is a system call, the bulk of a short job's cost: "started"
+  // waits for the next message (or the next turn of the event loop), so a
+  // quick job's started, ended and idle go in one write.
+  let unsent = "";
+  let flushSoon = false;
+  const flush = () => {
+    if (unsent === "") return;
+    const text = unsent;
+    unsent = "";
+    writeSync(PROTOCOL_FD, text);
+  };
+  const send = (message: WorkerMessage, when: "now" | "soon" | "with-next" = "now") => {
+    unsent += encodeMessage(message);
+    if (when === "now") return flush();
+    if (when === "soon" && !flushSoon) {
+      flushSoon = true;
+      setImmediate(() => {
+        flushSoon = false;
+        flush();
+      });
+    }
+  };
   const browser = new WarmBrowser();
   let active: ActiveJob | undefined;
   let chain: Promise<void> = Promise.resolve();
@@ -145,7 +166,7 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
     );
     let outcome: JobOutcomeMessage;
     try {
-      outcome = await callHandler(job, lazy.page, abort.signal, () => send({ type: "started", jobId: job.jobId }));
+      outcome = await callHandler(job, lazy.page, abort.signal, () => send({ type: "started", jobId: job.jobId }, "soon"));
       if (outcome.status === "completed" && job.browser.captureState && lazy.opened && !abort.signal.aborted) {
         // A refreshing profile: what the site set during the job goes back to the server (never to the log).
         const state = await browser.storageState().catch(() => undefined);
@@ -155,9 +176,14 @@ export async function runWorker(kind: WorkerKind): Promise<number> {
       outcome = { status: "failed", error: describe(error), stack: error instanceof Error ? (error.stack ?? null) : null };
     }
     await capture(outcome.status === "completed" ? "completed" : "failed");
-    send({ type: "ended", jobId: job.jobId, outcome });
     active = undefined;
-    await browser.releaseJob();
+    if (browser.holdsJob) {
+      send({ type: "ended", jobId: job.jobId, outcome });
+      await browser.releaseJob();
+    } else {
+      // Nothing to close: idle goes in the same write.
+      send({ type: "ended", jobId: job.jobId, outcome }, "with-next");
+    }
     send({ type: "idle" });
   }
 
