@@ -30,9 +30,10 @@ if (!databaseUrl) {
   process.exit(2);
 }
 const JOBS = Number(process.env.BENCH_PG_JOBS ?? 3000);
-const IN_FLIGHT = Number(process.env.BENCH_PG_IN_FLIGHT ?? 32);
+const IN_FLIGHT = Number(process.env.BENCH_PG_IN_FLIGHT ?? 64);
 const DELAY_SAMPLES = Number(process.env.BENCH_PG_DELAY_SAMPLES ?? 100);
-const CONCURRENCY = Number(process.env.BENCH_PG_CONCURRENCY ?? 16);
+// No-op jobs: more at once means larger group commits (measured: 8 -> ~730 jobs/s, 16 -> ~830, 32 -> ~1,100; 64 thrashes 2 cores).
+const CONCURRENCY = Number(process.env.BENCH_PG_CONCURRENCY ?? 32);
 /** The goal of issue 11: at least twice pg-boss's jobs/s. */
 const GOAL_RATIO = 2;
 
@@ -165,16 +166,25 @@ async function createToStart(cluster: Cluster, samples: number): Promise<number[
   return delays.sort((a, b) => a - b);
 }
 
-/** pg-boss on the same database: batch inserts, WORKERS workers fetching BATCH at a time; jobs/s from the first insert to the last done. */
-async function pgBossThroughput(jobs: number): Promise<{ jobsPerSecond: number; seconds: number; settings: string }> {
+/**
+ * pg-boss's settings tried, each in the same run: its throughput is bound by
+ * workers x batchSize per polling interval (0.5 s), so larger batches and
+ * more workers are faster, measured here (2 cores): 4 x 100 ~840 jobs/s,
+ * 8 x 100 ~1,870, 4 x 300 ~2,770, 8 x 300 ~5,100. The issue's reference
+ * figure (~950) was a small setting; its best is the largest tried.
+ */
+const PGBOSS_SETTINGS = (process.env.BENCH_PGBOSS_SETTINGS ?? "4x100,8x300")
+  .split(",")
+  .map((s) => s.split("x").map(Number) as [number, number]);
+
+/** pg-boss on the same database: batch inserts, `workers` workers fetching `batch` at a time; jobs/s from the first insert to the last done. */
+async function pgBossThroughput(jobs: number, WORKERS: number, BATCH: number): Promise<{ jobsPerSecond: number; seconds: number; settings: string }> {
   const schema = `pgboss_bench_${process.pid}_${Date.now().toString(36)}`;
   const boss = new PgBoss({ connectionString: databaseUrl, schema, max: 10 });
   boss.on("error", () => {});
   await boss.start();
   const queue = "bench-noop";
   await boss.createQueue(queue);
-  const WORKERS = 4;
-  const BATCH = 100;
   let done = 0;
   let finished: () => void = () => {};
   const allDone = new Promise<void>((resolve) => (finished = resolve));
@@ -200,8 +210,14 @@ async function pgBossThroughput(jobs: number): Promise<{ jobsPerSecond: number; 
 
 async function main(): Promise<number> {
   console.log(`bench --postgres: ${JOBS} no-op jobs per run, ${IN_FLIGHT} creates in flight, UNDERSTUDY_CONCURRENCY=${CONCURRENCY} per instance`);
-  const boss = await pgBossThroughput(JOBS);
-  console.log(`pg-boss:                 ${boss.jobsPerSecond.toFixed(0)} jobs/s (${boss.seconds.toFixed(2)} s; ${boss.settings})`);
+  const bosses = [];
+  for (const [workers, batch] of PGBOSS_SETTINGS) {
+    const figures = await pgBossThroughput(JOBS, workers, batch);
+    bosses.push(figures);
+    console.log(`pg-boss:                 ${figures.jobsPerSecond.toFixed(0)} jobs/s (${figures.seconds.toFixed(2)} s; ${figures.settings})`);
+  }
+  const boss = bosses.reduce((a, b) => (b.jobsPerSecond > a.jobsPerSecond ? b : a));
+  const smallest = bosses[0]!;
   const results: Record<string, number> = {};
   for (const instances of [1, 3]) {
     const cluster = await startCluster(instances);
@@ -224,7 +240,8 @@ async function main(): Promise<number> {
   await admin.end();
   const best = Math.max(results[1] ?? 0, results[3] ?? 0);
   const rows = [
-    ["jobs/s vs pg-boss (best of 1 and 3 instances)", `${(best / boss.jobsPerSecond).toFixed(2)}x`, `>= ${GOAL_RATIO}x`, best / boss.jobsPerSecond >= GOAL_RATIO],
+    ["jobs/s vs pg-boss at its best (best of 1 and 3)", `${(best / boss.jobsPerSecond).toFixed(2)}x`, `>= ${GOAL_RATIO}x`, best / boss.jobsPerSecond >= GOAL_RATIO],
+    [`jobs/s vs pg-boss at ${smallest.settings.split(",").slice(0, 2).join(",")}`, `${(best / smallest.jobsPerSecond).toFixed(2)}x`, `>= ${GOAL_RATIO}x`, best / smallest.jobsPerSecond >= GOAL_RATIO],
     ["create -> start p50, idle", `${results.delayP50!.toFixed(1)} ms`, "<= 10 ms", results.delayP50! <= 10],
   ] as const;
   console.log("\ntargets:");

@@ -174,6 +174,29 @@ describe("/v1/jobs/create", () => {
     await waitForEnd(server, id);
     expect(await rawJobRow(server, id)).not.toContain("future-marker-7731");
   });
+
+  test("creates sent at once each get their own answer: bad ones their 4xx, the rest are queued and run (creates share a transaction)", async () => {
+    const bodies = Array.from({ length: 24 }, (_, i) =>
+      i % 6 === 2
+        ? { workflow: "no-such-workflow" }
+        : i % 6 === 4
+          ? { workflow: "echo", params: { credentials: "not a map" } }
+          : i % 6 === 5
+            ? { workflow: "twice" }
+            : { workflow: "plain-echo", params: { n: i } },
+    );
+    const responses = await Promise.all(bodies.map((body) => server.post("/v1/jobs/create", body)));
+    for (const [i, response] of responses.entries()) {
+      if (i % 6 === 2) expectError(response, 404, "NOT_FOUND", false);
+      else if (i % 6 === 4) expectError(response, 400, "BAD_REQUEST", false);
+      else if (i % 6 === 5) expectError(response, 409, "CONFLICT", false);
+      else {
+        const job = await waitForEnd(server, expectOk(response, false).job_id);
+        expect(job.status).toBe("completed");
+        expect(job.result).toEqual({ n: i });
+      }
+    }
+  });
 });
 
 describe("/v1/jobs/get", () => {
