@@ -92,17 +92,17 @@ export class WarmBrowser {
     return this.#current?.context.storageState();
   }
 
+  /** Whether a job's page is open or opening (releaseJob has something to close). */
+  get holdsJob(): boolean {
+    return this.#opening !== undefined || this.#current !== undefined;
+  }
+
   /**
    * Ends the job's context (its cookies and storage go with it), then
    * prepares the next one in the background. A context that does not close
    * in time means a wedged browser: it is killed, and the next job launches
    * a new one.
    */
-  /** Whether a job's page is open or opening (releaseJob has something to close). */
-  get holdsJob(): boolean {
-    return this.#opening !== undefined || this.#current !== undefined;
-  }
-
   async releaseJob(): Promise<void> {
     // A page still opening is the job's too. A handler that returns right
     // after its first page use (`return { url: page.url() }` starts the

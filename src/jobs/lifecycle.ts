@@ -23,12 +23,13 @@ export async function finishJob(
   end: store.JobEnd,
 ): Promise<boolean> {
   const [ended] = await finishJobs(trx, hooks, [{ id, end }], from);
-  return ended!;
+  return ended === true;
 }
 
 /**
  * finishJob for many jobs in one transaction (the runner's ends, group
- * committed): one update per job, then one release of all their references.
+ * committed): one update of all their rows, then one release of all their
+ * references.
  * Returns, per job, whether it was ended here.
  */
 export async function finishJobs(
@@ -37,12 +38,12 @@ export async function finishJobs(
   ends: readonly { id: string; end: store.JobEnd }[],
   from: readonly store.JobStatus[],
 ): Promise<boolean[]> {
+  // Hooks run in the order the ends came (RETURNING gives no order).
   const order = new Map(ends.map(({ id }, i) => [id, i]));
-  const rows = (ends.length === 1 ? [await store.endJob(trx, ends[0]!.id, from, ends[0]!.end)].filter((row) => row !== undefined) : await store.endJobs(trx, ends, from)).sort(
-    (a, b) => order.get(a.id)! - order.get(b.id)!,
-  );
+  const rows = (await store.endJobs(trx, ends, from)).sort((a, b) => order.get(a.id)! - order.get(b.id)!);
   const ids = rows.map((row) => row.id);
-  const ended = ends.map(({ id }) => ids.includes(id));
+  const endedIds = new Set(ids);
+  const ended = ends.map(({ id }) => endedIds.has(id));
   await store.releaseJobReferences(trx, ids);
   await releaseProfileReferences(trx, ids);
   for (const row of rows) for (const hook of hooks) await hook(trx, row);

@@ -245,9 +245,9 @@ export interface JobEnd {
 }
 
 /**
- * endJob for many jobs in one statement (each column a CASE on the id);
- * returns the rows it ended, in no particular order: a job that had already
- * ended is not among them.
+ * Ends the jobs that are in one of `from`, in one statement (each column a
+ * CASE on the id); returns the rows it ended, in no particular order: a job
+ * that had already ended is not among them.
  */
 export async function endJobs(db: Db, ends: readonly { id: string; end: JobEnd }[], from: readonly JobStatus[]): Promise<JobRow[]> {
   if (ends.length === 0) return [];
@@ -268,10 +268,6 @@ export async function endJobs(db: Db, ends: readonly { id: string; end: JobEnd }
     .execute();
 }
 
-/** Ends a job that is in one of `from`; returns its ended row, or undefined when it had already ended. */
-export async function endJob(db: Db, id: string, from: readonly JobStatus[], end: JobEnd): Promise<JobRow | undefined> {
-  return db.updateTable("jobs").set(end).where("id", "=", id).where("status", "in", from).returningAll().executeTakeFirst();
-}
 
 export async function requestCancel(db: Db, id: string, at: string): Promise<void> {
   await db.updateTable("jobs").set({ cancel_requested_at: at }).where("id", "=", id).where("cancel_requested_at", "is", null).execute();

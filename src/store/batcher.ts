@@ -9,49 +9,52 @@
  */
 export class Batcher<In, Out> {
   readonly #pending: { input: In; resolve: (out: Out) => void; reject: (error: unknown) => void }[] = [];
-  #running = 0;
+  #writing = false;
 
   /**
-   * `write` handles a batch and returns one result per input, in order: a
-   * value, or an Error that only that input's caller gets.
+   * `write` handles a batch (at most `maxBatch` inputs) and returns one
+   * result per input, in order: a value, or an Error that only that input's
+   * caller gets.
    */
   constructor(
     private readonly write: (inputs: In[]) => Promise<(Out | Error)[]>,
-    private readonly options: { maxBatch: number; concurrency: number } = { maxBatch: 64, concurrency: 1 },
+    private readonly maxBatch = 64,
   ) {}
 
   submit(input: In): Promise<Out> {
     return new Promise<Out>((resolve, reject) => {
       this.#pending.push({ input, resolve, reject });
-      if (this.#running < this.options.concurrency) void this.#drain();
+      if (!this.#writing) void this.#drain();
     });
   }
 
   async #drain(): Promise<void> {
-    this.#running++;
+    this.#writing = true;
     try {
       while (this.#pending.length > 0) {
-        const batch = this.#pending.splice(0, this.options.maxBatch);
-        let results: (Out | Error)[];
-        try {
-          results = await this.write(batch.map((call) => call.input));
-        } catch (error) {
-          if (batch.length === 1) {
-            batch[0]!.reject(error);
-            continue;
-          }
-          results = [];
-          for (const call of batch) results.push(await this.write([call.input]).then((r) => r[0]!, (e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
-        }
+        const batch = this.#pending.splice(0, this.maxBatch);
+        const results = await this.#results(batch.map((call) => call.input));
         for (const [i, call] of batch.entries()) {
-          const result = results[i];
+          const result = i < results.length ? results[i]! : new Error("a batch returned fewer results than it was given");
           if (result instanceof Error) call.reject(result);
-          else if (result === undefined && results.length <= i) call.reject(new Error("a batch returned fewer results than it was given"));
-          else call.resolve(result as Out);
+          else call.resolve(result);
         }
       }
     } finally {
-      this.#running--;
+      this.#writing = false;
+    }
+  }
+
+  /** The batch's results; when the batch throws, each input's own, written alone. */
+  async #results(inputs: In[]): Promise<(Out | Error)[]> {
+    const asError = (error: unknown) => (error instanceof Error ? error : new Error(String(error)));
+    try {
+      return await this.write(inputs);
+    } catch (error) {
+      if (inputs.length === 1) return [asError(error)];
+      const results: (Out | Error)[] = [];
+      for (const input of inputs) results.push(await this.write([input]).then((r) => r[0]!, asError));
+      return results;
     }
   }
 }
