@@ -13,7 +13,9 @@ export type AuditAction =
   | "profile.delete"
   | "profile.use"
   | "profile.refresh"
-  | "api_key.rejected";
+  | "api_key.rejected"
+  | "dashboard.sign_in"
+  | "dashboard.sign_out";
 
 export type AuditOutcome = "success" | "not_found" | "conflict" | "rejected" | "integrity_failure";
 

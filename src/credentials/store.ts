@@ -133,3 +133,14 @@ export async function listReferencingJobIds(db: Db, tenantId: string, credential
     .execute();
   return rows.map((r) => r.job_id);
 }
+
+/** Every reference the tenant's queued or running jobs hold: which jobs hold which credential now (for the dashboard). */
+export async function listReferences(db: Db, tenantId: string): Promise<{ credential_id: string; job_id: string; workflow: string; status: string }[]> {
+  return db
+    .selectFrom("job_credentials as r")
+    .innerJoin("jobs as j", "j.id", "r.job_id")
+    .select(["r.credential_id", "r.job_id", "j.workflow", "j.status"])
+    .where("r.tenant_id", "=", tenantId)
+    .orderBy("r.job_id")
+    .execute();
+}

@@ -11,6 +11,7 @@ import { sessionRoutes } from "../sessions/routes";
 import { mountRecordingView } from "../sessions/view";
 import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
+import { mountDashboard } from "../ui/routes";
 import { AppError } from "../errors";
 import { VaultUnavailableError } from "../vault/vault";
 import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
@@ -60,6 +61,7 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
   app.get("/v1/openapi.json", openapi);
   mountMetrics(app, deps.db);
   mountRecordingView(app, deps);
+  mountDashboard(app, deps, routes, requestOrigin);
   // Hono answers HEAD with the GET handler; every other method on these paths is a 405.
   const getPaths = new Set(app.routes.filter((r) => r.method === "GET").map((r) => r.path));
 
@@ -159,7 +161,7 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
   return app;
 }
 
-function requestOrigin(request: Request): string {
+export function requestOrigin(request: Request): string {
   const url = new URL(request.url);
   const proto = request.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
   return proto === "https" ? `https://${url.host}` : url.origin;
@@ -173,7 +175,7 @@ function methodNotAllowed(method: string, path: string, allowed: readonly string
   });
 }
 
-function validationError(error: z.ZodError): AppError {
+export function validationError(error: z.ZodError): AppError {
   const issues = error.issues.map((i) => ({ path: i.path.map(String), message: i.message }));
   const summary = issues
     .slice(0, 5)
@@ -183,7 +185,7 @@ function validationError(error: z.ZodError): AppError {
 }
 
 /** Anything that is not an AppError is a bug: the client gets a generic 500, the log gets the detail. */
-function toAppError(thrown: unknown, deps: AppDeps, requestId: string): AppError {
+export function toAppError(thrown: unknown, deps: AppDeps, requestId: string): AppError {
   if (thrown instanceof AppError) return thrown;
   if (thrown instanceof VaultUnavailableError) {
     // Not a bug, and not the client's doing: the operator must act. The log says exactly what; the client, whom to ask.

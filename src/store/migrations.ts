@@ -403,4 +403,23 @@ export const migrations: Record<string, Migration> = {
       await db.schema.alterTable("deployments").addColumn("build_lease_until", "text").execute();
     },
   },
+  "0011_dashboard_sessions": {
+    async up(db: Kysely<any>) {
+      // The web dashboard's sign-ins (issue 12). A row is a session (kind
+      // "session") or a one-time sign-in link (kind "link", printed by
+      // `understudy dev`). Only the SHA-256 of its token is kept. Each row
+      // belongs to the API key that made it: revoking the key ends it.
+      await db.schema
+        .createTable("dashboard_sessions")
+        .addColumn("id", "text", (c) => c.primaryKey())
+        .addColumn("token_hash", "text", (c) => c.notNull().unique())
+        .addColumn("kind", "text", (c) => c.notNull())
+        .addColumn("tenant_id", "text", (c) => c.notNull().references("tenants.id"))
+        .addColumn("api_key_id", "text", (c) => c.notNull().references("api_keys.id"))
+        .addColumn("created_at", "text", (c) => c.notNull())
+        .addColumn("expires_at", "text", (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex("dashboard_sessions_expiry").on("dashboard_sessions").columns(["expires_at"]).execute();
+    },
+  },
 };

@@ -23,6 +23,7 @@ export interface Database {
   job_artifacts: JobArtifactsTable;
   session_recording_frames: SessionRecordingFramesTable;
   session_recording_tokens: SessionRecordingTokensTable;
+  dashboard_sessions: DashboardSessionsTable;
 }
 
 export interface TenantsTable {
@@ -309,4 +310,15 @@ export interface SessionRecordingTokensTable {
   /** Hex SHA-256 of the view URL's token. */
   token_hash: string;
   created_at: string;
+}
+
+export interface DashboardSessionsTable {
+  id: string;
+  /** Hex SHA-256 of the cookie's (or the sign-in link's) token. */
+  token_hash: string;
+  kind: "session" | "link";
+  tenant_id: string;
+  api_key_id: string;
+  created_at: string;
+  expires_at: string;
 }

@@ -1,0 +1,3 @@
+import type { Mount } from "../server";
+
+export function auditPages(_mount: Mount): void {}

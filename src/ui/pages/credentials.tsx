@@ -1,0 +1,128 @@
+import { listReferences } from "../../credentials/store";
+import { ActionForm, Page, When, type Flash } from "../layout";
+import { redirect, type Mount, type UiRequest } from "../server";
+
+interface CredentialSummary {
+  credential_id: string;
+  name: string;
+  created_at: string;
+  updated_at: string;
+}
+
+/** Credentials: names, dates and the jobs that hold each now. Add, replace, delete. A value is never shown. */
+export function credentialPages(mount: Mount): void {
+  const render = async (req: UiRequest, flash?: Flash) => {
+    const { credentials } = await req.call<{ credentials: CredentialSummary[] }>("/v1/credentials/list", {});
+    const holders = new Map<string, { job_id: string; workflow: string; status: string }[]>();
+    for (const ref of await listReferences(req.deps.db, req.session.tenantId)) {
+      holders.set(ref.credential_id, [...(holders.get(ref.credential_id) ?? []), ref]);
+    }
+    const csrf = req.session.csrfToken;
+    return (
+      <Page title="Credentials" frame={req.frame("/ui/credentials", flash)}>
+        <p class="muted">Values are stored encrypted and are never shown here. A credential held by a queued or running job cannot be deleted.</p>
+        {credentials.length === 0 ? (
+          <p>No credentials yet. Add one below.</p>
+        ) : (
+          <div class="table-wrap">
+            <table class="responsive">
+              <caption class="muted">{credentials.length === 1 ? "1 credential" : `${credentials.length} credentials`}</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Created</th>
+                  <th scope="col">Updated</th>
+                  <th scope="col">Held by</th>
+                  <th scope="col">Actions</th>
+                </tr>
+              </thead>
+              <tbody>
+                {credentials.map((cred) => {
+                  const held = holders.get(cred.credential_id) ?? [];
+                  return (
+                    <tr data-credential={cred.name}>
+                      <td data-label="Name">
+                        <code>{cred.name}</code>
+                      </td>
+                      <td data-label="Created">
+                        <When at={cred.created_at} />
+                      </td>
+                      <td data-label="Updated">
+                        <When at={cred.updated_at} />
+                      </td>
+                      <td data-label="Held by">
+                        {held.length === 0 ? (
+                          <span class="muted">no job</span>
+                        ) : (
+                          <ul>
+                            {held.map((h) => (
+                              <li>
+                                <a href={`/ui/jobs/${h.job_id}`}>{h.workflow}</a> <span class="muted">({h.status.replace(/_/g, " ")})</span>
+                              </li>
+                            ))}
+                          </ul>
+                        )}
+                      </td>
+                      <td data-label="Actions">
+                        <details>
+                          <summary>Replace value</summary>
+                          <ActionForm action="/ui/credentials/upsert" csrf={csrf} class="stack" label={`Replace the value of ${cred.name}`}>
+                            <input type="hidden" name="name" value={cred.name} />
+                            <label>
+                              New value
+                              <input type="password" name="value" autocomplete="off" required />
+                            </label>
+                            <div>
+                              <button type="submit">Replace</button>
+                            </div>
+                          </ActionForm>
+                        </details>
+                        <details>
+                          <summary>Delete</summary>
+                          <ActionForm action="/ui/credentials/delete" csrf={csrf} label={`Delete ${cred.name}`}>
+                            <input type="hidden" name="id" value={cred.credential_id} />
+                            <input type="hidden" name="name" value={cred.name} />
+                            <button type="submit" class="danger">
+                              Delete {cred.name}
+                            </button>
+                          </ActionForm>
+                        </details>
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+        )}
+        <h2 id="add">Add a credential</h2>
+        <ActionForm action="/ui/credentials/upsert" csrf={csrf} class="stack" label="Add a credential">
+          <label>
+            Name
+            <span class="hint">The name a workflow declares. An existing name gets the new value.</span>
+            <input type="text" name="name" required autocomplete="off" spellcheck={false} />
+          </label>
+          <label>
+            Value
+            <input type="password" name="value" required autocomplete="off" />
+          </label>
+          <div>
+            <button type="submit">Save credential</button>
+          </div>
+        </ActionForm>
+      </Page>
+    );
+  };
+
+  mount.page("/ui/credentials", render);
+  mount.action("/ui/credentials/upsert", render, async (req) => {
+    const form = await req.form();
+    const out = await req.call<{ message: string }>("/v1/credentials/upsert", { name: form.get("name") ?? "", value: form.get("value") ?? "" });
+    return redirect(req.c, "/ui/credentials", { kind: "ok", message: out.message });
+  });
+  mount.action("/ui/credentials/delete", render, async (req) => {
+    const form = await req.form();
+    const out = await req.call<{ message: string }>("/v1/credentials/delete", { id: form.get("id") ?? "" });
+    return redirect(req.c, "/ui/credentials", { kind: "ok", message: out.message });
+  });
+}

@@ -1,0 +1,3 @@
+import type { Mount } from "../server";
+
+export function jobPages(_mount: Mount): void {}

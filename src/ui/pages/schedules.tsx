@@ -1,0 +1,3 @@
+import type { Mount } from "../server";
+
+export function schedulePages(_mount: Mount): void {}
