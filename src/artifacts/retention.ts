@@ -1,6 +1,7 @@
 import type { Clock } from "../clock";
 import type { Config } from "../config";
 import type { Logger } from "../log";
+import { pruneSessions } from "../ui/sessions";
 import type { Db } from "../store/database";
 import { deleteOrphanRecordingTokens, deleteRecordingFramesBefore } from "../sessions/recording";
 import * as store from "./store";
@@ -49,6 +50,7 @@ export async function pruneOnce(db: Db, clock: Clock, config: Config["artifacts"
   }
   if (config.logRetentionDays > 0) counts.logs += await drain(() => store.deleteJobLogsBefore(db, cutoff(config.logRetentionDays)));
   if (config.deliveryRetentionDays > 0) counts.deliveries += await drain(() => store.deleteDeliveriesBefore(db, cutoff(config.deliveryRetentionDays)));
+  await pruneSessions(db, new Date(now).toISOString());
   return counts;
 }
 

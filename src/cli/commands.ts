@@ -16,6 +16,8 @@ import { listApiKeys, listTenants, revokeApiKey } from "../tenants/store";
 import { generateMasterKey, masterKeyId, toMasterKey } from "../vault/master-key";
 import { VERSION_STRING } from "../version";
 import { BACKUP_OPTIONS, BACKUP_USAGE, backupDatabase, backupPostgres, RESTORE_USAGE, restoreDatabase, restorePostgres } from "./backup";
+import { createSignInLink } from "../ui/sessions";
+import type { Caller } from "../app-deps";
 import { devBanner, devMasterKey, devPaths, ensureDevTenant } from "./dev";
 import { UsageError, type Io } from "./io";
 import { RUN_OPTIONS, RUN_USAGE, runWorkflowLocally } from "./run";
@@ -78,8 +80,9 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
       const keyring = { current: toMasterKey(master.key), previous: config.masterKeyPrevious && toMasterKey(config.masterKeyPrevious) };
       const store = await openStore(config, paths.db, keyring);
       let newKey: string | undefined;
+      let devCaller: Caller;
       try {
-        ({ newKey } = await ensureDevTenant(store.db, paths));
+        ({ newKey, caller: devCaller } = await ensureDevTenant(store.db, paths));
       } catch (error) {
         await store.db.destroy();
         throw error;
@@ -92,6 +95,7 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
       });
       const loaded = server.workflows.list();
       const ready = loaded.filter((w) => w.status === "ready").length;
+      const link = await createSignInLink(server.deps, devCaller);
       io.err(
         devBanner({
           version: VERSION_STRING,
@@ -105,6 +109,7 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
           workflows: { ready, failed: loaded.length - ready },
           isolation: server.isolation,
           database: config.databaseUrl && describeDatabaseUrl(config.databaseUrl),
+          signInLink: `${server.url}/ui/sign-in/link?token=${link.token}`,
         }),
       );
       return serveUntilStopped(io, server);

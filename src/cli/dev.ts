@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { join, relative } from "node:path";
 import { systemClock, randomId } from "../clock";
 import { FatalError } from "../errors";
+import type { Caller } from "../app-deps";
 import type { Db } from "../store/database";
 import { createApiKey, createTenant, hashApiKey } from "../tenants/service";
 import { findApiKeyByHash, findTenantByName } from "../tenants/store";
@@ -50,17 +51,21 @@ export function devMasterKey(paths: DevPaths, fromEnv: Uint8Array | undefined): 
   return { key: new Uint8Array(Buffer.from(text, "base64")), generated: true };
 }
 
-/** Makes sure the dev tenant exists and .understudy/dev-api-key holds a working key; returns a new key only when it made one. */
-export async function ensureDevTenant(db: Db, paths: DevPaths): Promise<{ newKey: string | undefined }> {
+/**
+ * Makes sure the dev tenant exists and .understudy/dev-api-key holds a
+ * working key; returns a new key only when it made one, and the key's caller
+ * (for the dashboard's one-time sign-in link).
+ */
+export async function ensureDevTenant(db: Db, paths: DevPaths): Promise<{ newKey: string | undefined; caller: Caller }> {
   const tenant = (await findTenantByName(db, DEV_TENANT)) ?? (await createTenant(db, systemClock, randomId, DEV_TENANT));
   if (existsSync(paths.apiKey)) {
     const saved = readFileSync(paths.apiKey, "utf8").trim();
     const row = saved ? await findApiKeyByHash(db, hashApiKey(saved)) : undefined;
-    if (row && !row.revoked_at && row.tenant_id === tenant.id) return { newKey: undefined };
+    if (row && !row.revoked_at && row.tenant_id === tenant.id) return { newKey: undefined, caller: { tenantId: tenant.id, apiKeyId: row.id } };
   }
-  const { key } = await createApiKey(db, systemClock, randomId, tenant.id, "dev");
+  const { key, info } = await createApiKey(db, systemClock, randomId, tenant.id, "dev");
   writeSecretFile(paths.apiKey, `${key}\n`);
-  return { newKey: key };
+  return { newKey: key, caller: { tenantId: tenant.id, apiKeyId: info.id } };
 }
 
 export function devBanner(options: {
@@ -77,6 +82,8 @@ export function devBanner(options: {
   isolation: string;
   /** PostgreSQL, described without its password (else the SQLite file of paths.db). */
   database?: string;
+  /** The dashboard's one-time sign-in link for the dev tenant. */
+  signInLink?: string;
 }): string {
   const rel = (p: string) => {
     const r = relative(options.cwd, p);
@@ -95,6 +102,8 @@ export function devBanner(options: {
     options.newKey
       ? `  API key      ${options.newKey}\n               (shown once; saved in ${keyFile})`
       : `  API key      in ${keyFile}`,
+    `  dashboard    ${options.url}/ui/`,
+    ...(options.signInLink ? [`               one-time sign-in link (15 min): ${options.signInLink}`] : []),
     "",
     "Try it:",
     `  curl -s ${options.url}/v1/credentials/upsert -H "x-api-key: $(cat ${keyFile})" \\`,

@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 import type { Hono } from "hono";
 import type { AppDeps } from "../app-deps";
 import type { RouteDef } from "../http/route";

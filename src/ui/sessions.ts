@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { recordAuditEventSoon } from "../audit/store";
 import type { AppDeps, Caller } from "../app-deps";
+import type { Db } from "../store/database";
 import { hashApiKey } from "../tenants/service";
 import { findApiKeyByHash } from "../tenants/store";
 
@@ -118,7 +119,7 @@ export async function endSession(deps: AppDeps, session: DashboardSession): Prom
   });
 }
 
-/** Drops expired sessions and links (run now and then; an expired row is refused anyway). */
-export async function pruneSessions(deps: AppDeps): Promise<void> {
-  await deps.db.deleteFrom("dashboard_sessions").where("expires_at", "<=", deps.clock.now().toISOString()).execute();
+/** Drops expired sessions and links (the pruner runs it; an expired row is refused anyway). */
+export async function pruneSessions(db: Db, now: string): Promise<void> {
+  await db.deleteFrom("dashboard_sessions").where("expires_at", "<=", now).execute();
 }

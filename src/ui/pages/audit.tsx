@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 import type { Mount } from "../server";
 
 export function auditPages(_mount: Mount): void {}

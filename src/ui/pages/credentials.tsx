@@ -1,3 +1,4 @@
+/** @jsxImportSource hono/jsx */
 import { listReferences } from "../../credentials/store";
 import { ActionForm, Page, When, type Flash } from "../layout";
 import { redirect, type Mount, type UiRequest } from "../server";
