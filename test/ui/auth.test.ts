@@ -118,7 +118,7 @@ describe("CSRF and cross-site requests", () => {
   test("a change needs the session's CSRF token: missing, wrong or another session's token is refused with 403 and changes nothing", async () => {
     const client = await signIn(server, server.keys.alpha);
     const other = await signIn(server, server.keys.alpha);
-    for (const fields of [{ name: "csrf_missing", value: "v" }, { _csrf: "forged", name: "csrf_forged", value: "v" }, { _csrf: other.csrf, name: "csrf_other", value: "v" }]) {
+    for (const fields of <Record<string, string>[]>[{ name: "csrf_missing", value: "v" }, { _csrf: "forged", name: "csrf_forged", value: "v" }, { _csrf: other.csrf, name: "csrf_other", value: "v" }]) {
       const r = await client.post("/ui/credentials/upsert", fields, { csrf: false });
       expect(r.status).toBe(403);
       expect(r.text).toContain("security token");
@@ -132,7 +132,7 @@ describe("CSRF and cross-site requests", () => {
 
   test("a request from another site or origin is refused even with the token", async () => {
     const client = await signIn(server, server.keys.alpha);
-    for (const headers of [{ "sec-fetch-site": "cross-site" }, { "sec-fetch-site": "same-site" }, { origin: "http://evil.example" }, { origin: "null" }]) {
+    for (const headers of <Record<string, string>[]>[{ "sec-fetch-site": "cross-site" }, { "sec-fetch-site": "same-site" }, { origin: "http://evil.example" }, { origin: "null" }]) {
       const r = await client.post("/ui/credentials/upsert", { name: "cross", value: "v" }, { headers });
       expect(r.status).toBe(403);
       expect(r.text).toContain("came from another");
