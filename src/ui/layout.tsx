@@ -129,7 +129,8 @@ export function SignInPage(props: { flash?: Flash | undefined }) {
 
 /** A timestamp as a person reads it (UTC), with the exact value for machines. */
 export function When(props: { at: string | null | undefined }) {
-  if (!props.at) return <span class="muted">—</span>;
+  // The epoch is how the API dates what has no date (an operator's workflow file).
+  if (!props.at || props.at.startsWith("1970-01-01T00:00:00")) return <span class="muted">—</span>;
   return <time datetime={props.at}>{props.at.replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", " UTC")}</time>;
 }
 

@@ -34,6 +34,14 @@ pre { background: var(--soft); border: 1px solid var(--line); padding: .75rem; o
 .badge.failed, .badge.bad, .badge.rejected, .badge.conflict, .badge.integrity_failure, .badge.dead { background: var(--bad-bg); color: var(--bad-fg); }
 .badge.running, .badge.starting_browser, .badge.building { background: var(--run-bg); color: var(--run-fg); }
 .badge.queued, .badge.pending, .badge.cancelled, .badge.not_found { background: var(--wait-bg); color: var(--wait-fg); }
+.badge.present { background: var(--ok-bg); color: var(--ok-fg); }
+.badge.missing { background: var(--bad-bg); color: var(--bad-fg); }
+.warning { padding: .6rem .9rem; border-radius: 6px; margin: 0 0 1rem; border: 1px solid #e8c15a; background: var(--wait-bg); color: var(--wait-fg); }
+.error-text { color: var(--bad-fg); }
+.required { font-weight: 600; }
+.field-name { font-family: ui-monospace, Menlo, Consolas, monospace; }
+pre.schema { overflow: auto; max-height: 30rem; }
+nav.pager { display: flex; gap: 1rem; margin-top: 1rem; }
 .flash { padding: .6rem .9rem; border-radius: 6px; margin: 0 0 1rem; border: 1px solid; }
 .flash.ok { background: var(--ok-bg); color: var(--ok-fg); border-color: #9bd3a7; }
 .flash.error { background: var(--bad-bg); color: var(--bad-fg); border-color: #f1a9a4; }
@@ -51,9 +59,9 @@ button.danger { background: #b42318; border-color: #b42318; }
 button.link { background: none; border: none; color: var(--link); padding: 0; text-decoration: underline; }
 details { margin: .25rem 0; }
 summary { cursor: pointer; color: var(--link); }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; margin: 0 0 1rem; }
-dl.facts dt { font-weight: 600; }
-dl.facts dd { margin: 0; }
+dl.facts, dl.details { display: grid; grid-template-columns: max-content 1fr; gap: .3rem 1rem; margin: 0 0 1rem; }
+dl.facts dt, dl.details dt { font-weight: 600; }
+dl.facts dd, dl.details dd { margin: 0; }
 .log { border: 1px solid var(--line); background: #0d1117; color: #e6edf3; padding: .5rem .75rem; border-radius: 6px; max-height: 28rem; overflow-y: auto; }
 .log ol { list-style: none; margin: 0; padding: 0; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .85rem; }
 .log li { white-space: pre-wrap; word-break: break-word; }
@@ -73,7 +81,7 @@ dl.facts dd { margin: 0; }
   header.top { padding: .5rem .75rem; }
   header.top .who { margin-left: 0; }
   dl.facts { grid-template-columns: 1fr; }
-  dl.facts dd { margin-bottom: .4rem; }
+  dl.facts dd, dl.details dd { margin-bottom: .4rem; }
   table.responsive thead { position: absolute; left: -9999px; }
   table.responsive tr { display: block; border-bottom: 1px solid var(--line); padding: .4rem 0; }
   table.responsive td { display: block; border: none; padding: .1rem 0; }
