@@ -204,6 +204,20 @@ for (const runtime of runtimes) {
         expect(got.status).toBe(200);
         expect(await got.json()).toEqual({ id: upsertBody.credential_id, value });
 
+        // The dashboard and its assets are inside the build: sign in, see the credential (never its value).
+        const signIn = await fetch(`${url}/ui/sign-in`, { method: "POST", body: new URLSearchParams({ api_key: apiKey }), redirect: "manual" });
+        expect(signIn.status).toBe(303);
+        const cookie = signIn.headers.getSetCookie().find((c) => c.startsWith("understudy_session="))!.split(";")[0]!;
+        const page = await fetch(`${url}/ui/credentials`, { headers: { cookie } });
+        const html = await page.text();
+        expect(page.status).toBe(200);
+        expect(html).toContain("portal_password");
+        expect(html).not.toContain(value);
+        const script = /<script src="(\/ui\/assets\/app\.[0-9a-f]{12}\.js)"/.exec(html)![1]!;
+        const asset = await fetch(`${url}${script}`);
+        expect(asset.status).toBe(200);
+        expect(await asset.text()).toContain("EventSource");
+
         server.kill("SIGTERM");
         const exitCode = await withTimeout(server.exited, EXIT_TIMEOUT_MS, "shutdown after SIGTERM");
         const [stdout, stderr] = await withTimeout(Promise.all([stdoutText, stderrText]), EXIT_TIMEOUT_MS, "reading the output");
@@ -215,6 +229,9 @@ for (const runtime of runtimes) {
         expect(requests.filter((r) => r.msg === "request").map((r) => [r.path, r.status])).toEqual([
           ["/v1/credentials/upsert", 200],
           ["/v1/credentials/get", 200],
+          ["/ui/sign-in", 303],
+          ["/ui/credentials", 200],
+          [script, 200],
         ]);
         for (const secret of [value, apiKey, masterKey]) {
           expect(stdout).not.toContain(secret);

@@ -24,4 +24,11 @@ function asset(name: string, ext: string, contentType: string, text: string): As
 
 export const script = asset("app", "js", "text/javascript; charset=utf-8", `"use strict";(${dashboardClient.toString()})();\n`);
 export const stylesheet = asset("style", "css", "text/css; charset=utf-8", STYLESHEET.trim() + "\n");
-export const assets = new Map<string, Asset>([script, stylesheet].map((a) => [a.path, a]));
+/** A favicon of our own, so the browser does not ask for /favicon.ico. */
+export const icon = asset(
+  "icon",
+  "svg",
+  "image/svg+xml",
+  `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#0b5cad"/><path d="M9 8v10a7 7 0 0 0 14 0V8h-4v10a3 3 0 0 1-6 0V8z" fill="#fff"/></svg>`,
+);
+export const assets = new Map<string, Asset>([script, stylesheet, icon].map((a) => [a.path, a]));

@@ -1,7 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import type { Child } from "hono/jsx";
 import { raw } from "hono/html";
-import { script, stylesheet } from "./assets";
+import { icon, script, stylesheet } from "./assets";
 
 export const PAGES = [
   { path: "/ui/jobs", label: "Jobs" },
@@ -36,6 +36,7 @@ function Document(props: { title: string; children: Child }) {
           <meta name="viewport" content="width=device-width, initial-scale=1" />
           <meta name="referrer" content="same-origin" />
           <title>{`${props.title} · Understudy`}</title>
+          <link rel="icon" href={icon.path} type="image/svg+xml" />
           <link rel="stylesheet" href={stylesheet.path} />
           <script src={script.path} defer></script>
         </head>

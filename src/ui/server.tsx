@@ -165,7 +165,7 @@ export function createUi(deps: AppDeps, routes: readonly RouteDef[], origin: (re
   const ui = new Hono<UiEnv>();
 
   // Every /ui response: the request log, metrics and the security headers.
-  ui.use("*", async (c, next) => {
+  ui.use("/ui/*", async (c, next) => {
     const started = performance.now();
     const requestId = crypto.randomUUID();
     c.set("requestId", requestId);

@@ -69,6 +69,7 @@ dl.facts dd, dl.details dd { margin: 0; }
 .log .level { color: #9da7b3; }
 .log .log-warn .level { color: #f2cc60; }
 .log .log-error .level, .log .log-error .message { color: #ff9b93; }
+ul.artifacts { list-style: none; padding: 0; }
 .artifacts { display: flex; flex-wrap: wrap; gap: 1rem; }
 .artifacts figure { margin: 0; max-width: 100%; }
 .artifacts img { max-width: 480px; width: 100%; border: 1px solid var(--line); }

@@ -166,7 +166,7 @@ describe("what every page sends", () => {
   test("the assets are served from the server itself, gzip'd, with immutable names; unknown ones are 404", async () => {
     const page = await (await get("/ui/sign-in")).text();
     const paths = [...page.matchAll(/(?:src|href)="(\/ui\/assets\/[^"]+)"/g)].map((m) => m[1]!);
-    expect(paths).toHaveLength(2);
+    expect(paths).toHaveLength(3);
     expect(page).not.toMatch(/(?:src|href)="(?:https?:)?\/\//);
     for (const path of paths) {
       const r = await fetch(`${server.url}${path}`, { headers: { "accept-encoding": "gzip" }, decompress: false } as RequestInit);

@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import { listReferences } from "../../credentials/store";
+import { AppError } from "../../errors";
 import { ActionForm, Page, When, type Flash } from "../layout";
 import { redirect, type Mount, type UiRequest } from "../server";
 
@@ -123,7 +124,23 @@ export function credentialPages(mount: Mount): void {
   });
   mount.action("/ui/credentials/delete", render, async (req) => {
     const form = await req.form();
-    const out = await req.call<{ message: string }>("/v1/credentials/delete", { id: form.get("id") ?? "" });
+    let out: { message: string };
+    try {
+      out = await req.call<{ message: string }>("/v1/credentials/delete", { id: form.get("id") ?? "" });
+    } catch (error) {
+      // The API's refusal names /v1/jobs/cancel; here the jobs are listed under "Held by", each with its cancel button.
+      if (error instanceof AppError && error.code === "CONFLICT" && Array.isArray(error.data.job_ids)) {
+        const count = error.data.job_ids.length;
+        const jobs = count === 1 ? "1 queued or running job" : `${count} queued or running jobs`;
+        const them = count === 1 ? "it" : "them";
+        throw new AppError(
+          "CONFLICT",
+          `Credential "${form.get("name") ?? ""}" is still used by ${jobs} (under "Held by" below). Wait for ${them} to end, or open ${them} and cancel, then delete again.`,
+          { data: error.data },
+        );
+      }
+      throw error;
+    }
     return redirect(req.c, "/ui/credentials", { kind: "ok", message: out.message });
   });
 }
