@@ -83,7 +83,6 @@ export function credentialPages(mount: Mount): void {
                           <summary>Delete</summary>
                           <ActionForm action="/ui/credentials/delete" csrf={csrf} label={`Delete ${cred.name}`}>
                             <input type="hidden" name="id" value={cred.credential_id} />
-                            <input type="hidden" name="name" value={cred.name} />
                             <button type="submit" class="danger">
                               Delete {cred.name}
                             </button>
@@ -133,9 +132,10 @@ export function credentialPages(mount: Mount): void {
         const count = error.data.job_ids.length;
         const jobs = count === 1 ? "1 queued or running job" : `${count} queued or running jobs`;
         const them = count === 1 ? "it" : "them";
+        const name = /^Credential "([^"]*)"/.exec(error.message)?.[1] ?? "";
         throw new AppError(
           "CONFLICT",
-          `Credential "${form.get("name") ?? ""}" is still used by ${jobs} (under "Held by" below). Wait for ${them} to end, or open ${them} and cancel, then delete again.`,
+          `Credential "${name}" is still used by ${jobs} (under "Held by" below). Wait for ${them} to end, or open ${them} and cancel, then delete again.`,
           { data: error.data },
         );
       }
