@@ -4,7 +4,7 @@ import { findArtifact } from "../../artifacts/store";
 import { AppError } from "../../errors";
 import { ACTIVE, findJob, listJobLogs, TERMINAL, type JobStatus } from "../../jobs/store";
 import { ActionForm, Badge, Page, When, type Flash } from "../layout";
-import { html, redirect, refusal, type Mount, type UiContext, type UiRequest } from "../server";
+import { currentSession, html, redirect, refusal, type Mount, type UiContext, type UiRequest } from "../server";
 
 /**
  * Jobs: the tenant's jobs (filters, pages), one job's facts, params, result
@@ -20,6 +20,8 @@ const PAGE_LOG_LINES = 1000;
 const POLL_MS = 200;
 /** A comment at least this often keeps an idle stream open (Bun closes idle connections after 10 s). */
 const HEARTBEAT_MS = 4000;
+/** How often an open stream checks that its session still lives (signed out, expired, key revoked: the stream ends). */
+const SESSION_RECHECK_MS = 3000;
 
 interface JobSummary {
   job_id: string;
@@ -415,6 +417,7 @@ export function jobPages(mount: Mount): void {
         gone = true;
       });
       let lastWrite = Date.now();
+      let sessionChecked = Date.now();
       let status = first.status as JobStatus;
       await stream.writeSSE({ event: "status", data: JSON.stringify({ status }) });
       while (!gone && !stream.aborted && Date.now() < deadline) {
@@ -439,6 +442,11 @@ export function jobPages(mount: Mount): void {
         if (isEnded(status)) {
           await stream.writeSSE({ event: "end", data: JSON.stringify({ status }) });
           break;
+        }
+        // A stream outlives no sign-out and no revoked key: the session is looked at again now and then.
+        if (Date.now() - sessionChecked >= SESSION_RECHECK_MS) {
+          if (!(await currentSession(deps, c))) break;
+          sessionChecked = Date.now();
         }
         if (Date.now() - lastWrite >= HEARTBEAT_MS) {
           await stream.write(": keep-alive\n\n");
