@@ -91,3 +91,29 @@ export function flushAuditEvents(db: Db): Promise<void> {
     });
   return pending.flushing;
 }
+
+/** An audit event with the name and prefix of the API key that caused it (null when the key is unknown or gone). */
+export interface AuditEventWithKey extends AuditEventRow {
+  key_name: string | null;
+  key_prefix: string | null;
+}
+
+/**
+ * One tenant's audit events, newest first, `limit` of them before the event
+ * `before` (an id; none for the newest page). Strictly that tenant's rows and
+ * keys: a key of another tenant is never named.
+ */
+export async function listTenantAuditEvents(
+  db: Db,
+  tenantId: string,
+  options: { before?: number; limit: number },
+): Promise<AuditEventWithKey[]> {
+  let query = db
+    .selectFrom("audit_events")
+    .leftJoin("api_keys", (join) => join.onRef("api_keys.id", "=", "audit_events.api_key_id").on("api_keys.tenant_id", "=", tenantId))
+    .selectAll("audit_events")
+    .select(["api_keys.name as key_name", "api_keys.prefix as key_prefix"])
+    .where("audit_events.tenant_id", "=", tenantId);
+  if (options.before !== undefined) query = query.where("audit_events.id", "<", options.before);
+  return query.orderBy("audit_events.id", "desc").limit(options.limit).execute();
+}

@@ -34,6 +34,13 @@ pre { background: var(--soft); border: 1px solid var(--line); padding: .75rem; o
 .badge.failed, .badge.bad, .badge.rejected, .badge.conflict, .badge.integrity_failure, .badge.dead { background: var(--bad-bg); color: var(--bad-fg); }
 .badge.running, .badge.starting_browser, .badge.building { background: var(--run-bg); color: var(--run-fg); }
 .badge.queued, .badge.pending, .badge.cancelled, .badge.not_found { background: var(--wait-bg); color: var(--wait-fg); }
+.badge.succeeded, .badge.enabled { background: var(--ok-bg); color: var(--ok-fg); }
+.badge.disabled { background: var(--wait-bg); color: var(--wait-fg); }
+ol.fires { margin: 0; padding-left: 1.2rem; }
+dl.delivery-detail { display: grid; grid-template-columns: max-content 1fr; gap: .25rem .75rem; }
+dl.delivery-detail dd { margin: 0; }
+dl.delivery-detail pre, td code[data-response-excerpt] { white-space: pre-wrap; overflow-wrap: anywhere; max-width: 60ch; }
+nav.pager ul { display: flex; gap: 1rem; list-style: none; padding: 0; margin: 0; }
 .badge.present { background: var(--ok-bg); color: var(--ok-fg); }
 .badge.missing { background: var(--bad-bg); color: var(--bad-fg); }
 .warning { padding: .6rem .9rem; border-radius: 6px; margin: 0 0 1rem; border: 1px solid #e8c15a; background: var(--wait-bg); color: var(--wait-fg); }
