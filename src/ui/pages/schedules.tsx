@@ -122,7 +122,7 @@ export function schedulePages(mount: Mount): void {
                   const job = last.get(s.id);
                   const label = `${s.workflow} (${s.cron_expr})`;
                   return (
-                    <tr data-schedule={s.id}>
+                    <tr id={`schedule-${s.id}`} data-schedule={s.id}>
                       <td data-label="Workflow">
                         <strong>{s.workflow}</strong>
                         <br />
