@@ -14,6 +14,8 @@ import { workflow } from "../../src/workflows/define";
 import { describeWithChromium } from "../chromium";
 import { startTestServer, type TestServer } from "../helpers";
 import { createJob, FAST_ENV, gate, waitForEnd, waitForRunning } from "../jobs/support";
+import { createSchedule } from "../schedules/support";
+import { createEndpoint, startReceiver, type Receiver } from "../webhooks/support";
 
 const SCREENSHOTS = resolve(process.env.UNDERSTUDY_SCREENSHOT_DIR || join(import.meta.dir, "..", "..", "test-output", "dashboard"));
 const SECRET = "hunter2-correct-horse-battery";
@@ -47,8 +49,16 @@ const slow = workflow("slow", {
 describeWithChromium("the dashboard in a real browser", (executablePath) => {
   let server: TestServer;
   let browser: Browser;
+  let receiver: Receiver;
   beforeAll(async () => {
-    server = await startTestServer({ env: { ...FAST_ENV }, workflows: [greet, slow] });
+    server = await startTestServer({
+      env: { ...FAST_ENV, UNDERSTUDY_WEBHOOK_ALLOW_PRIVATE: "1", UNDERSTUDY_WEBHOOK_RETRY_SCHEDULE_MS: "0", UNDERSTUDY_WEBHOOK_TIMEOUT_MS: "2000" },
+      workflows: [greet, slow],
+    });
+    // Something on every page: a schedule, and a webhook endpoint on 127.0.0.1 that refuses every delivery.
+    receiver = await startReceiver(() => ({ status: 503, body: "receiver is down for maintenance" }));
+    await createEndpoint(server, server.keys.alpha, { url: `${receiver.url}/hooks/understudy`, description: "ops alerts" });
+    await createSchedule(server, { workflow: "greet", cron_expr: "0 9 * * 1-5", timezone: "Europe/Paris", params: { name: "Paris", count: 1 } });
     const { chromium } = await import("playwright-core");
     browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
     mkdirSync(SCREENSHOTS, { recursive: true });
@@ -56,6 +66,7 @@ describeWithChromium("the dashboard in a real browser", (executablePath) => {
   afterAll(async () => {
     await browser?.close();
     await server?.close();
+    await receiver?.close();
   });
 
   /** A fresh browser context at 1280x800 that records CSP refusals and page errors. */
@@ -258,8 +269,8 @@ describeWithChromium("the dashboard in a real browser", (executablePath) => {
       const overflow = await narrow.page.evaluate(() => (globalThis as any).document.documentElement.scrollWidth - (globalThis as any).innerWidth);
       expect({ page: name, overflow: overflow <= 1 }).toEqual({ page: name, overflow: true });
       expect({ page: name, violations: await axeViolations(narrow.page) }).toEqual({ page: name, violations: [] });
+      await screenshot(narrow.page, `phone-${name}`);
     }
-    await screenshot(narrow.page, "phone-credentials");
     expect(wide.problems.filter((p) => /Content Security Policy|Refused to/.test(p))).toEqual([]);
     expect(narrow.problems.filter((p) => /Content Security Policy|Refused to/.test(p))).toEqual([]);
     expect(await storageOf(wide.page)).not.toContain(server.keys.alpha);

@@ -22,7 +22,7 @@ afterAll(async () => harness.close());
 
 /** The table row of one schedule on the page. */
 function rowOf(page: string, id: string): string {
-  const start = page.indexOf(`<tr data-schedule="${id}"`);
+  const start = page.indexOf(`<tr id="schedule-${id}" data-schedule="${id}"`);
   expect(start).toBeGreaterThan(-1);
   return page.slice(start, page.indexOf("</tr>", start));
 }

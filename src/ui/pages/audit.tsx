@@ -6,8 +6,12 @@ import type { Mount, UiRequest } from "../server";
 
 export const AUDIT_PAGE_SIZE = 100;
 
-/** Who did it: the API key's name and prefix ("dev (us_abc…)"), or "unknown key". */
-export function who(event: Pick<AuditEventWithKey, "api_key_id" | "key_name" | "key_prefix">): string {
+/** Jobs act without a key: the runner injects credentials and uses profiles for them. */
+const BY_A_JOB = new Set(["credential.inject", "profile.use", "profile.refresh"]);
+
+/** Who did it: the API key's name and prefix ("dev (us_abc…)"), a job (the runner), or "unknown key". */
+export function who(event: Pick<AuditEventWithKey, "api_key_id" | "key_name" | "key_prefix" | "action">): string {
+  if (!event.api_key_id && BY_A_JOB.has(event.action)) return "a job (the runner)";
   if (!event.api_key_id || !event.key_prefix) return "unknown key";
   return `${event.key_name ?? "unnamed key"} (${event.key_prefix}…)`;
 }
