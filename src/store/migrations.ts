@@ -420,6 +420,8 @@ export const migrations: Record<string, Migration> = {
         .addColumn("expires_at", "text", (c) => c.notNull())
         .execute();
       await db.schema.createIndex("dashboard_sessions_expiry").on("dashboard_sessions").columns(["expires_at"]).execute();
+      // The dashboard's audit page: one tenant's events, newest first, by id.
+      await db.schema.createIndex("audit_events_tenant_id").on("audit_events").columns(["tenant_id", "id"]).execute();
     },
   },
 };
