@@ -223,6 +223,30 @@ describe("tenants, keys and serve", () => {
 });
 
 describe("dev mode", () => {
+  test("the banner prints the dashboard and a one-time sign-in link for the dev tenant: it signs in once, then never again", async () => {
+    const cwd = workDir();
+    const server = await started(startServerProcess(["dev"], { cwd }));
+    try {
+      expect(server.stderr()).toContain(`  dashboard    ${server.url}/ui/`);
+      const link = new RegExp(`one-time sign-in link \\(15 min\\): (${server.url.replace(/[.]/g, "\\.")}/ui/sign-in/link\\?token=[A-Za-z0-9_-]{43})`).exec(server.stderr())?.[1];
+      expect(link).toBeDefined();
+      const token = new URL(link!).searchParams.get("token")!;
+      const page = await fetch(link!);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain("Continue to the dashboard");
+      const spend = () => fetch(`${server.url}/ui/sign-in/link`, { method: "POST", body: new URLSearchParams({ token }), redirect: "manual" });
+      const first = await spend();
+      expect(first.status).toBe(303);
+      const cookie = first.headers.getSetCookie().find((c) => c.startsWith("understudy_session="))!.split(";")[0]!;
+      const jobs = await fetch(`${server.url}/ui/jobs`, { headers: { cookie } });
+      expect(jobs.status).toBe(200);
+      expect(await jobs.text()).toContain(`<strong data-tenant="true">dev</strong>`);
+      expect((await spend()).status).toBe(401);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
   test("first start makes a key, a tenant and an API key; a second reuses them; a database without its key is refused", async () => {
     const cwd = workDir();
     const first = await started(startServerProcess(["dev"], { cwd }));
