@@ -138,7 +138,7 @@ export function jobPages(mount: Mount): void {
         {problem ? (
           <p>No jobs shown: fix the filters above.</p>
         ) : jobs.length === 0 ? (
-          <p>{filtered ? "No jobs match these filters." : cursor ? "No more jobs." : "No jobs yet. Jobs you start with the API or the CLI show up here."}</p>
+          <p>{filtered ? "No jobs match these filters." : cursor ? "No more jobs." : "No jobs yet. Start one from a workflow's page (Workflows), or with the API or the CLI."}</p>
         ) : (
           <div class="table-wrap">
             <table class="responsive">

@@ -128,7 +128,7 @@ export function webhookPages(mount: Mount): void {
         )}
 
         <h2 id="deliveries">Recent deliveries</h2>
-        <form method="get" action="/ui/webhooks" class="inline" aria-label="Filter deliveries">
+        <form method="get" action="/ui/webhooks" class="filters" aria-label="Filter deliveries">
           <label>
             Endpoint
             <select name="endpoint">
