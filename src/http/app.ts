@@ -13,11 +13,12 @@ import { webhookRoutes } from "../webhooks/routes";
 import { workflowRoutes } from "../workflows/routes";
 import { mountDashboard } from "../ui/routes";
 import { AppError } from "../errors";
-import { VaultUnavailableError } from "../vault/vault";
+import type { VaultUnavailableError } from "../vault/vault";
 import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
 import { mountMetrics } from "../metrics/routes";
 import { VERSION } from "../version";
 import { authenticate } from "./auth";
+import { toAppError } from "./failure";
 import { ConnectionClosed, errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
 import { refuseNearMissFields } from "./near-miss";
 import { buildOpenApi } from "./openapi";
@@ -182,23 +183,6 @@ export function validationError(error: z.ZodError): AppError {
     .map((i) => `${i.path.length ? i.path.join(".") : "body"} ${i.message}`)
     .join("; ");
   return new AppError("BAD_REQUEST", `Invalid input: ${summary}.`, { data: { issues } });
-}
-
-/** Anything that is not an AppError is a bug: the client gets a generic 500, the log gets the detail. */
-export function toAppError(thrown: unknown, deps: AppDeps, requestId: string): AppError {
-  if (thrown instanceof AppError) return thrown;
-  if (thrown instanceof VaultUnavailableError) {
-    // Not a bug, and not the client's doing: the operator must act. The log says exactly what; the client, whom to ask.
-    deps.log.log("error", thrown.message, { request_id: requestId, problem: thrown.problem });
-    return new AppError(thrown.problem === "master_key_rotated" ? "SERVICE_UNAVAILABLE" : "INTERNAL_SERVER_ERROR", thrown.clientMessage, {
-      data: { problem: thrown.problem },
-    });
-  }
-  deps.log.log("error", "unhandled error", {
-    request_id: requestId,
-    error: thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : "non-error thrown",
-  });
-  return new AppError("INTERNAL_SERVER_ERROR", `Something went wrong on the server (request ${requestId}); the server log has the detail.`);
 }
 
 export type { Context };

@@ -158,3 +158,26 @@ export function LinkSignInPage(props: { token: string }) {
     </Document>
   );
 }
+
+/** Links between the pages of a long list: back to the newest page, and on to older ones. */
+export function Pager(props: { label: string; newest?: { href: string; text: string } | undefined; older?: { href: string; text: string } | undefined }) {
+  if (!props.newest && !props.older) return null;
+  return (
+    <nav aria-label={props.label} class="pager">
+      <ul>
+        {props.newest ? (
+          <li>
+            <a href={props.newest.href}>{props.newest.text}</a>
+          </li>
+        ) : null}
+        {props.older ? (
+          <li>
+            <a href={props.older.href} rel="next">
+              {props.older.text}
+            </a>
+          </li>
+        ) : null}
+      </ul>
+    </nav>
+  );
+}

@@ -4,6 +4,7 @@ import type { JSX } from "hono/jsx/jsx-runtime";
 import type { AppDeps } from "../app-deps";
 import { AppError } from "../errors";
 import { readBody } from "../http/envelope";
+import { toAppError } from "../http/failure";
 import type { RouteDef } from "../http/route";
 import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
 import { assets } from "./assets";
@@ -238,14 +239,7 @@ export function createUi(deps: AppDeps, routes: readonly RouteDef[], origin: (re
       },
     };
   };
-  const failed = (c: UiContext, thrown: unknown): AppError => {
-    if (thrown instanceof AppError) return thrown;
-    deps.log.log("error", "unhandled error", {
-      request_id: c.get("requestId"),
-      error: thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : "non-error thrown",
-    });
-    return new AppError("INTERNAL_SERVER_ERROR", `Something went wrong on the server (request ${c.get("requestId")}); the server log has the detail.`);
-  };
+  const failed = (c: UiContext, thrown: unknown): AppError => toAppError(thrown, deps, c.get("requestId"));
   return {
     ui,
     request,

@@ -1,7 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import { listTenantAuditEvents, type AuditEventWithKey } from "../../audit/store";
 import { AppError } from "../../errors";
-import { Badge, Page, When, type Flash } from "../layout";
+import { Badge, Page, Pager, When, type Flash } from "../layout";
 import type { Mount, UiRequest } from "../server";
 
 export const AUDIT_PAGE_SIZE = 100;
@@ -76,22 +76,11 @@ export function auditPages(mount: Mount): void {
             </table>
           </div>
         )}
-        <nav aria-label="Audit pages" class="pager">
-          <ul>
-            {before !== undefined ? (
-              <li>
-                <a href="/ui/audit">Newest events</a>
-              </li>
-            ) : null}
-            {older !== undefined ? (
-              <li>
-                <a href={`/ui/audit?before=${older}`} rel="next">
-                  Older events
-                </a>
-              </li>
-            ) : null}
-          </ul>
-        </nav>
+        <Pager
+          label="Audit pages"
+          newest={before !== undefined ? { href: "/ui/audit", text: "Newest events" } : undefined}
+          older={older !== undefined ? { href: `/ui/audit?before=${older}`, text: "Older events" } : undefined}
+        />
       </Page>
     );
   };

@@ -2,8 +2,9 @@
 import { streamSSE } from "hono/streaming";
 import { findArtifact } from "../../artifacts/store";
 import { AppError } from "../../errors";
+import { toAppError } from "../../http/failure";
 import { ACTIVE, findJob, listJobLogs, TERMINAL, type JobStatus } from "../../jobs/store";
-import { ActionForm, Badge, Page, When, type Flash } from "../layout";
+import { ActionForm, Badge, Page, Pager, When, type Flash } from "../layout";
 import { currentSession, html, redirect, refusal, type Mount, type UiContext, type UiRequest } from "../server";
 
 /**
@@ -178,13 +179,7 @@ export function jobPages(mount: Mount): void {
             </table>
           </div>
         )}
-        {next ? (
-          <p class="pager">
-            <a href={`/ui/jobs?${nextQuery.toString()}`} rel="next">
-              Next page
-            </a>
-          </p>
-        ) : null}
+        <Pager label="Job pages" older={next ? { href: `/ui/jobs?${nextQuery.toString()}`, text: "Next page" } : undefined} />
       </Page>
     );
     return { page, status: problem ? problem.status : 200 };
@@ -458,12 +453,8 @@ export function jobPages(mount: Mount): void {
   });
 }
 
-/** A page's failure as a refusal page with the error's status (500s logged by mount's own path are not reached here). */
+/** A page's failure as a refusal page with the error's status (a bug: a 500, logged with the request id). */
 function failure(c: UiContext, thrown: unknown, req: UiRequest): Response {
-  if (thrown instanceof AppError) return refusal(thrown.status, thrown.message, c.get("origin"));
-  req.deps.log.log("error", "unhandled error", {
-    request_id: c.get("requestId"),
-    error: thrown instanceof Error ? `${thrown.name}: ${thrown.message}` : "non-error thrown",
-  });
-  return refusal(500, `Something went wrong on the server (request ${c.get("requestId")}); the server log has the detail.`, c.get("origin"));
+  const error = toAppError(thrown, req.deps, c.get("requestId"));
+  return refusal(error.status, error.message, c.get("origin"));
 }

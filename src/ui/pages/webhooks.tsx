@@ -1,5 +1,5 @@
 /** @jsxImportSource hono/jsx */
-import { ActionForm, Badge, Page, When, type Flash } from "../layout";
+import { ActionForm, Badge, Page, Pager, When, type Flash } from "../layout";
 import { redirect, type Mount, type UiRequest } from "../server";
 
 /** What /v1/webhooks/list gives: never the signing secret. */
@@ -255,22 +255,11 @@ export function webhookPages(mount: Mount): void {
             </table>
           </div>
         )}
-        <nav aria-label="Delivery pages" class="pager">
-          <ul>
-            {cursor ? (
-              <li>
-                <a href={`/ui/webhooks?${filterQuery}#deliveries`}>Newest deliveries</a>
-              </li>
-            ) : null}
-            {next_cursor ? (
-              <li>
-                <a href={`/ui/webhooks?${filterQuery}cursor=${encodeURIComponent(next_cursor)}#deliveries`} rel="next">
-                  Older deliveries
-                </a>
-              </li>
-            ) : null}
-          </ul>
-        </nav>
+        <Pager
+          label="Delivery pages"
+          newest={cursor ? { href: `/ui/webhooks?${filterQuery}#deliveries`, text: "Newest deliveries" } : undefined}
+          older={next_cursor ? { href: `/ui/webhooks?${filterQuery}cursor=${encodeURIComponent(next_cursor)}#deliveries`, text: "Older deliveries" } : undefined}
+        />
       </Page>
     );
   };

@@ -1,5 +1,5 @@
 /** @jsxImportSource hono/jsx */
-import { ActionForm, Badge, Page, When, type Flash } from "../layout";
+import { ActionForm, Badge, Page, Pager, When, type Flash } from "../layout";
 import { redirect, type Mount, type UiRequest } from "../server";
 import { fieldsOf, optionalNumber, paramsFromForm, SchemaFields } from "./schema-form";
 
@@ -200,12 +200,11 @@ export function workflowPages(mount: Mount): void {
         ) : (
           <DeploymentTable deployments={page.deployments} />
         )}
-        {cursor || page.next_cursor ? (
-          <nav aria-label="Deployment pages" class="pager">
-            {cursor ? <a href="/ui/workflows#deployments">Newest deployments</a> : null}{" "}
-            {page.next_cursor ? <a href={`/ui/workflows?cursor=${encodeURIComponent(page.next_cursor)}#deployments`}>Older deployments</a> : null}
-          </nav>
-        ) : null}
+        <Pager
+          label="Deployment pages"
+          newest={cursor ? { href: "/ui/workflows#deployments", text: "Newest deployments" } : undefined}
+          older={page.next_cursor ? { href: `/ui/workflows?cursor=${encodeURIComponent(page.next_cursor)}#deployments`, text: "Older deployments" } : undefined}
+        />
       </Page>
     );
   };
