@@ -10,7 +10,8 @@
 #   - `run examples/workflows/hello.ts --params '{"name":"offline"}'`
 #   - `run` of a workflow that imports a package that is not there (Bun must
 #     not try to auto-install it from a registry)
-#   - `dev`: start, /healthz, a credentials upsert/get over 127.0.0.1, SIGTERM
+#   - `dev`: start, /healthz, a credentials upsert/get over 127.0.0.1, the
+#     dashboard signed in by the banner's one-time link, SIGTERM
 #   - `run` of a workflow that drives Chromium (ctx.page) on a data: URL
 # every one under `strace -f -e trace=connect`, and reports any connect() to
 # an address that is not loopback (there must be none).
@@ -171,6 +172,17 @@ for mode in binary source; do
     ok "$mode: dev credentials upsert/get round trip"
   else
     notok "$mode: dev upsert/get: $up / $got"
+  fi
+  # The dashboard: its one-time link (from the banner) signs in, and the page and its assets come from the server.
+  link="$(grep -o "http://127.0.0.1:$port/ui/sign-in/link?token=[A-Za-z0-9_-]*" "$WORK/$mode-dev.err" | head -1)"
+  token="${link#*token=}"
+  cookie="$(curl -s -m 5 -D - -o /dev/null -d "token=$token" "http://127.0.0.1:$port/ui/sign-in/link" | tr -d '\r' | sed -n 's/^set-cookie: \(understudy_session=[^;]*\).*/\1/ip')"
+  page="$(curl -s -m 5 -H "cookie: $cookie" "http://127.0.0.1:$port/ui/credentials")"
+  script="$(echo "$page" | grep -o '/ui/assets/app\.[0-9a-f]*\.js' | head -1)"
+  if [ -n "$cookie" ] && echo "$page" | grep -q "offline_pw" && [ -n "$script" ] && curl -s -m 5 "http://127.0.0.1:$port$script" | grep -q EventSource; then
+    ok "$mode: dashboard: the banner's one-time link signs in; the page and its script are served by the binary"
+  else
+    notok "$mode: dashboard: link=${link:+yes} cookie=${cookie:+yes} script=$script"
   fi
   # strace is the child of the subshell; signal the server itself.
   server="$(pgrep -P "$(pgrep -P $pid -x strace || echo $pid)" | head -1)"
