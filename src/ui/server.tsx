@@ -40,7 +40,11 @@ export interface UiRequest {
 export const SESSION_COOKIE = "understudy_session";
 /** Behind TLS the cookie takes the __Host- prefix: Secure, Path=/, no Domain, so no other host or path can set it. */
 export const SECURE_SESSION_COOKIE = "__Host-understudy_session";
-const FLASH_COOKIE = "understudy_flash";
+/** The message a redirect carries to the next page; __Host- prefixed behind TLS, like the session's. */
+const flashCookie = (origin: string, value: string, maxAge: number) =>
+  isSecure(origin)
+    ? `__Host-understudy_flash=${value}; Path=/; Max-Age=${maxAge}; HttpOnly; Secure; SameSite=Strict`
+    : `understudy_flash=${value}; Path=/ui; Max-Age=${maxAge}; HttpOnly; SameSite=Strict`;
 
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
@@ -99,15 +103,15 @@ export function redirect(c: UiContext, to: string, flash?: Flash): Response {
   const headers = new Headers({ location: to });
   if (flash) {
     const value = encodeURIComponent(JSON.stringify(flash));
-    headers.append("set-cookie", `${FLASH_COOKIE}=${value}; Path=/ui; Max-Age=60; HttpOnly; SameSite=Strict${isSecure(c.get("origin")) ? "; Secure" : ""}`);
+    headers.append("set-cookie", flashCookie(c.get("origin"), value, 60));
   }
   return new Response(null, { status: 303, headers });
 }
 
 function takeFlash(c: UiContext): Flash | undefined {
-  const value = readCookie(c, FLASH_COOKIE);
+  const value = readCookie(c, isSecure(c.get("origin")) ? "__Host-understudy_flash" : "understudy_flash");
   if (!value) return undefined;
-  c.header("set-cookie", `${FLASH_COOKIE}=; Path=/ui; Max-Age=0; HttpOnly; SameSite=Strict`, { append: true });
+  c.header("set-cookie", flashCookie(c.get("origin"), "", 0), { append: true });
   try {
     const parsed = JSON.parse(decodeURIComponent(value)) as Flash;
     if ((parsed.kind === "ok" || parsed.kind === "error") && typeof parsed.message === "string") return { kind: parsed.kind, message: parsed.message.slice(0, 2000) };

@@ -65,6 +65,12 @@ describe("signing in", () => {
     const page = await get("/ui/jobs", { cookie: secure!.split(";")[0]!, "x-forwarded-proto": "https" });
     expect(page.status).toBe(200);
     expect(page.headers.get("strict-transport-security")).toBe("max-age=31536000");
+    // The flash message a change carries to the next page is __Host- prefixed too.
+    const csrf = /name="_csrf" value="([^"]+)"/.exec(await page.text())![1]!;
+    const changed = await postForm("/ui/credentials/upsert", { _csrf: csrf, name: "over_tls", value: "v" }, { cookie: secure!.split(";")[0]!, "x-forwarded-proto": "https" });
+    expect(changed.status).toBe(303);
+    expect(changed.headers.getSetCookie()).toEqual([expect.stringMatching(/^__Host-understudy_flash=[^;]+; Path=\/; Max-Age=60; HttpOnly; Secure; SameSite=Strict$/)]);
+    await server.post("/v1/credentials/delete", { id: (await server.post("/v1/credentials/list", {})).body.credentials[0].credential_id });
     // The secure cookie is not taken over plain http, nor the plain one over TLS.
     expect((await get("/ui/jobs", { cookie: secure!.split(";")[0]! })).status).toBe(303);
     expect((await get("/ui/jobs", { cookie: cookie!.split(";")[0]!, "x-forwarded-proto": "https" })).status).toBe(303);
