@@ -1,4 +1,6 @@
+import { CompiledQuery } from "kysely";
 import type { Db } from "../store/database";
+import { isPostgres } from "../store/postgres";
 import type { AuditEventRow } from "../store/schema";
 
 export type AuditAction =
@@ -36,19 +38,53 @@ export interface AuditEvent {
 }
 
 export async function recordAuditEvent(db: Db, event: AuditEvent): Promise<void> {
-  await db
-    .insertInto("audit_events")
-    .values({
-      at: event.at,
-      tenant_id: event.tenantId,
-      api_key_id: event.apiKeyId,
-      action: event.action,
-      outcome: event.outcome,
-      credential_id: event.credentialId ?? null,
-      credential_name: event.credentialName ?? null,
-      detail: event.detail ?? null,
-    })
-    .execute();
+  await insertAuditEvents(db, [event]);
+}
+
+const AUDIT_ROW_WIDTH = 8;
+const auditRow = (e: AuditEvent) =>
+  [e.at, e.tenantId, e.apiKeyId, e.action, e.outcome, e.credentialId ?? null, e.credentialName ?? null, e.detail ?? null] as const;
+
+/**
+ * Largest rows per INSERT: a flush of n events runs one statement per set bit
+ * of n (64, 32, ... 1), so at most 7 statements and 7 distinct SQL strings.
+ */
+const MAX_ROWS_PER_INSERT = 64;
+
+/**
+ * The multi-row INSERT of `rows` audit events as Kysely compiles it, compiled
+ * once per engine (the dialect decides the SQL) and size: the query builder
+ * costs more than the insert itself on the read path, where every
+ * credentials/get writes an audit row.
+ */
+const insertSqlByEngine = { sqlite: new Map<number, string>(), postgres: new Map<number, string>() };
+
+function insertSql(db: Db, rows: number): string {
+  const bySize = insertSqlByEngine[isPostgres(db) ? "postgres" : "sqlite"];
+  let sql = bySize.get(rows);
+  if (sql === undefined) {
+    const placeholder = { at: "", tenant_id: null, api_key_id: null, action: "", outcome: "", credential_id: null, credential_name: null, detail: null };
+    const compiled = db.insertInto("audit_events").values(Array.from({ length: rows }, () => placeholder)).compile();
+    if (compiled.parameters.length !== rows * AUDIT_ROW_WIDTH) throw new Error("audit insert: unexpected parameter count");
+    bySize.set(rows, (sql = compiled.sql));
+  }
+  return sql;
+}
+
+/** Inserts audit events in order, in as few statements as their count allows (one transaction when more than one). */
+async function insertAuditEvents(db: Db, events: readonly AuditEvent[]): Promise<void> {
+  const chunks: (readonly AuditEvent[])[] = [];
+  for (let at = 0, size = MAX_ROWS_PER_INSERT; at < events.length; size >>= 1) {
+    while (events.length - at >= size) {
+      chunks.push(events.slice(at, at + size));
+      at += size;
+    }
+  }
+  const run = async (conn: Db) => {
+    for (const chunk of chunks) await conn.executeQuery(CompiledQuery.raw(insertSql(db, chunk.length), chunk.flatMap(auditRow)));
+  };
+  if (chunks.length === 1) await run(db);
+  else await db.transaction().execute(run);
 }
 
 export async function listAuditEvents(db: Db, filter: { tenantId?: string; limit?: number } = {}): Promise<AuditEventRow[]> {
@@ -83,9 +119,7 @@ export function flushAuditEvents(db: Db): Promise<void> {
   const events = pending.events.splice(0);
   if (events.length === 0) return pending.flushing;
   pending.flushing = pending.flushing
-    .then(() => db.transaction().execute(async (trx) => {
-      for (const event of events) await recordAuditEvent(trx, event);
-    }))
+    .then(() => insertAuditEvents(db, events))
     .catch(() => {
       // The database is gone (closing) or failing; the request log still has the request.
     });
