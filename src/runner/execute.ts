@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { format } from "node:util";
+import * as util from "node:util";
 import { createLazyBrowser, type BrowserOptions } from "../browser/browser";
 import type { CapturedArtifact } from "../browser/capture";
 import { handlerInput, type WorkflowContext, type WorkflowDefinition } from "../workflows/define";
@@ -65,7 +65,7 @@ function captureConsole() {
     const original = (console[method] as (...args: unknown[]) => void).bind(console);
     (console as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
       const sink = activeJob.getStore();
-      if (sink) sink(level, format(...args));
+      if (sink) sink(level, util.format(...args));
       else original(...args);
     };
   }
@@ -119,9 +119,9 @@ async function run(options: ExecuteOptions, keep: (artifacts: CapturedArtifact[]
       session: options.session,
       signal: abort.signal,
       log: {
-        info: (...args) => write("info", format(...args)),
-        warn: (...args) => write("warn", format(...args)),
-        error: (...args) => write("error", format(...args)),
+        info: (...args) => write("info", util.format(...args)),
+        warn: (...args) => write("warn", util.format(...args)),
+        error: (...args) => write("error", util.format(...args)),
       },
     };
 

@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { loadPg } from "../store/postgres";
 import type { Logger } from "../log";
 
 /** Channels of the runner's wake-ups on PostgreSQL (migration 0009 notifies the first on every job insert). */
@@ -39,6 +40,8 @@ export class PgWakeups {
   }
 
   async #connect(): Promise<void> {
+    if (this.#stopped) return;
+    const pg = await loadPg();
     if (this.#stopped) return;
     const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 10_000 });
     let failed = false;
