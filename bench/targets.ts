@@ -15,7 +15,7 @@ export interface Measurements {
 
 export interface Target {
   name: string;
-  comparison: "at least" | "below";
+  comparison: "at least" | "at most" | "below";
   limit: number;
   /** How the figure and the limit are shown. */
   format: (value: number) => string;
@@ -75,14 +75,14 @@ export const targets: Target[] = [
   {
     name: "jobs end to end (no-op + 1 credential, concurrency 4)",
     comparison: "at least",
-    limit: 1000,
+    limit: 1500,
     format: jobsPerSecond,
     measure: (m) => result(m, "jobs.throughput", "jobs.throughput")?.jobsPerSecond,
   },
   {
     name: "job start delay, idle (p50)",
-    comparison: "below",
-    limit: 10,
+    comparison: "at most",
+    limit: 2.5,
     format: tenthMs,
     measure: (m) => result(m, "jobs.start_delay", "jobs.start_delay")?.delayMs.p50,
     aside: (m) => {
@@ -90,16 +90,16 @@ export const targets: Target[] = [
       return r && `p99 ${tenthMs(r.delayMs.p99)}`;
     },
   },
-  { name: "start-up to first /healthz 200 (median)", comparison: "below", limit: 200, format: ms, measure: (m) => m.startupMs.median },
-  { name: "idle RSS", comparison: "below", limit: 80 * MB, format: megabytes, measure: (m) => m.idleRssBytes },
+  { name: "start-up to first /healthz 200 (median)", comparison: "below", limit: 100, format: ms, measure: (m) => m.startupMs.median },
+  { name: "idle RSS", comparison: "below", limit: 60 * MB, format: megabytes, measure: (m) => m.idleRssBytes },
 ];
 
 export function evaluateTargets(m: Measurements, list: readonly Target[] = targets): TargetOutcome[] {
   return list.map((t) => {
     const actual = t.measure(m);
-    const target = `${t.comparison === "at least" ? ">=" : "<"} ${t.format(t.limit)}`;
+    const target = `${t.comparison === "at least" ? ">=" : t.comparison === "at most" ? "<=" : "<"} ${t.format(t.limit)}`;
     if (actual === undefined || Number.isNaN(actual)) return { name: t.name, actual: undefined, target, result: "SKIPPED", display: "-" };
-    const met = t.comparison === "at least" ? actual >= t.limit : actual < t.limit;
+    const met = t.comparison === "at least" ? actual >= t.limit : t.comparison === "at most" ? actual <= t.limit : actual < t.limit;
     const aside = t.aside?.(m);
     return { name: t.name, actual, target, result: met ? "PASS" : "MISS", display: aside ? `${t.format(actual)} (${aside})` : t.format(actual) };
   });
