@@ -170,7 +170,8 @@ export function jobPages(mount: Mount): void {
                     </td>
                     <td data-label="Job">
                       <a href={`/ui/jobs/${job.job_id}`} aria-label={`Job ${job.job_id} (${job.workflow})`}>
-                        <code>{job.job_id.slice(0, 8)}</code>
+                        {/* The end of the id: ids are time-ordered (UUIDv7), so jobs of one minute share their beginning. */}
+                        <code>…{job.job_id.slice(-12)}</code>
                       </a>
                     </td>
                   </tr>
