@@ -286,6 +286,8 @@ describeWithChromium("the dashboard in a real browser", (executablePath) => {
     await page.keyboard.press("Tab");
     expect(await page.evaluate(() => (globalThis as any).document.activeElement?.textContent?.trim())).toBe("Skip to content");
     await page.keyboard.press("Enter");
+    // Following the link to #main is a navigation within the page: wait (bounded) for it.
+    await page.waitForURL(/#main$/, { timeout: 10_000 });
     expect(new URL(page.url()).hash).toBe("#main");
     await page.getByLabel("Name", { exact: false }).first().focus();
     await page.keyboard.type("keyboard_made");
