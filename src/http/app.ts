@@ -14,9 +14,9 @@ import { workflowRoutes } from "../workflows/routes";
 import { mountDashboard } from "../ui/routes";
 import { AppError } from "../errors";
 import type { VaultUnavailableError } from "../vault/vault";
-import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
 import { mountMetrics } from "../metrics/routes";
 import { VERSION } from "../version";
+import { accountRequest } from "./account";
 import { authenticate } from "./auth";
 import { toAppError } from "./failure";
 import { ConnectionClosed, errorBody, parseBody, readBody, wrap, type ParsedBody } from "./envelope";
@@ -143,20 +143,9 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
         response = await sendJson(c, wrap(enveloped, errorBody(error)), { status: error.status, headers: error.headers });
       }
     }
-    // The route label is the route table's path or "unmatched", never the raw path: bounded cardinality.
-    const routeLabel = byPath.has(c.req.path) ? c.req.path : "unmatched";
-    httpRequests.inc({ route: routeLabel, method: methodLabel(c.req.method), status: String(status) });
-    httpRequestDuration.observe({ route: routeLabel }, (performance.now() - started) / 1000);
-    if (deps.config.requestLog) {
-      deps.log.log("info", "request", {
-        request_id: requestId,
-        method: c.req.method,
-        path: c.req.path,
-        status,
-        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-        tenant_id: caller?.tenantId ?? null,
-      });
-    }
+    // The route label is the route table's path or "unmatched".
+    const route = byPath.has(c.req.path) ? c.req.path : "unmatched";
+    accountRequest(deps, { route, method: c.req.method, path: c.req.path, status, started, requestId, tenantId: caller?.tenantId ?? null });
     response.headers.set("x-request-id", requestId);
     return response;
   });

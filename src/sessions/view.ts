@@ -3,7 +3,7 @@ import type { AppDeps } from "../app-deps";
 import { AppError } from "../errors";
 import { errorBody } from "../http/envelope";
 import { sendJson, sendText } from "../http/respond";
-import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
+import { accountRequest } from "../http/account";
 import { RECORDING_VIEW_PREFIX, recordingPage } from "./recording";
 
 /**
@@ -42,20 +42,16 @@ export function mountRecordingView(app: Hono, deps: AppDeps): void {
         },
       });
     }
-    const route = "/v1/recordings/view";
-    httpRequests.inc({ route, method: methodLabel(c.req.method), status: String(response.status) });
-    httpRequestDuration.observe({ route }, (performance.now() - started) / 1000);
-    if (deps.config.requestLog) {
-      deps.log.log("info", "request", {
-        request_id: requestId,
-        method: c.req.method,
-        // Never the token.
-        path: match ? `${RECORDING_VIEW_PREFIX}${match[1]}/<token>` : `${RECORDING_VIEW_PREFIX}<invalid>`,
-        status: response.status,
-        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-        tenant_id: null,
-      });
-    }
+    accountRequest(deps, {
+      route: "/v1/recordings/view",
+      method: c.req.method,
+      // Never the token.
+      path: match ? `${RECORDING_VIEW_PREFIX}${match[1]}/<token>` : `${RECORDING_VIEW_PREFIX}<invalid>`,
+      status: response.status,
+      started,
+      requestId,
+      tenantId: null,
+    });
     response.headers.set("x-request-id", requestId);
     return response;
   });

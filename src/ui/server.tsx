@@ -6,7 +6,7 @@ import { AppError } from "../errors";
 import { readBody } from "../http/envelope";
 import { toAppError } from "../http/failure";
 import type { RouteDef } from "../http/route";
-import { httpRequestDuration, httpRequests, methodLabel } from "../metrics/registry";
+import { accountRequest } from "../http/account";
 import { assets } from "./assets";
 import type { Flash, Frame } from "./layout";
 import { csrfMatches, findSession, type DashboardSession } from "./sessions";
@@ -180,20 +180,8 @@ export function createUi(deps: AppDeps, routes: readonly RouteDef[], origin: (re
       if (!c.res.headers.has(name)) c.res.headers.set(name, value);
     }
     c.res.headers.set("x-request-id", requestId);
-    const status = c.res.status;
-    httpRequests.inc({ route: "/ui", method: methodLabel(c.req.method), status: String(status) });
-    httpRequestDuration.observe({ route: "/ui" }, (performance.now() - started) / 1000);
-    if (deps.config.requestLog) {
-      deps.log.log("info", "request", {
-        request_id: requestId,
-        method: c.req.method,
-        // The path only: a query string may hold a sign-in link's token.
-        path: c.req.path,
-        status,
-        duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-        tenant_id: c.get("session")?.tenantId ?? null,
-      });
-    }
+    // The path only: a query string may hold a sign-in link's token.
+    accountRequest(deps, { route: "/ui", method: c.req.method, path: c.req.path, status: c.res.status, started, requestId, tenantId: c.get("session")?.tenantId ?? null });
   });
 
   ui.get("/ui/assets/:name", (c) => {
