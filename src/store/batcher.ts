@@ -2,7 +2,11 @@
  * Group commit for the hot paths: calls that arrive while a batch is being
  * written wait and go together in the next one, so N concurrent requests
  * cost one transaction (a few round trips) instead of N. A lone call starts
- * its batch at once, so an idle server answers as fast as before.
+ * its batch at once, so an idle server answers as fast as before. A call
+ * that comes right after a batch (a busy server) waits one turn of the event
+ * loop first: on SQLite a batch runs without yielding, so otherwise no call
+ * would ever find another to share its transaction with (measured on the
+ * no-op job benchmark: 891 -> 1,553 jobs/s, server CPU 1,388 -> 757 µs/job).
  *
  * A batch that throws is retried one call at a time, so one call that fails
  * (a bug, a constraint) fails alone and the others still land.
@@ -10,6 +14,8 @@
 export class Batcher<In, Out> {
   readonly #pending: { input: In; resolve: (out: Out) => void; reject: (error: unknown) => void }[] = [];
   #writing = false;
+  /** When the last batch ended (performance.now()). */
+  #lastEnd = -Infinity;
 
   /**
    * `write` handles a batch (at most `maxBatch` inputs) and returns one
@@ -19,17 +25,25 @@ export class Batcher<In, Out> {
   constructor(
     private readonly write: (inputs: In[]) => Promise<(Out | Error)[]>,
     private readonly maxBatch = 64,
+    /** A call this soon after the last batch ended finds the server busy (see submit). */
+    private readonly busyWindowMs = 1,
   ) {}
 
   submit(input: In): Promise<Out> {
     return new Promise<Out>((resolve, reject) => {
       this.#pending.push({ input, resolve, reject });
-      if (!this.#writing) void this.#drain();
+      if (this.#writing) return;
+      this.#writing = true;
+      // Busy (a batch ended within the last millisecond): wait one turn of the
+      // event loop, so that the requests already read reach here too and share
+      // the transaction. On SQLite a batch runs without yielding, so without
+      // this wait every call would be a batch of its own. Idle: start at once.
+      if (performance.now() - this.#lastEnd < this.busyWindowMs) setImmediate(() => void this.#drain());
+      else void this.#drain();
     });
   }
 
   async #drain(): Promise<void> {
-    this.#writing = true;
     try {
       while (this.#pending.length > 0) {
         const batch = this.#pending.splice(0, this.maxBatch);
@@ -42,6 +56,7 @@ export class Batcher<In, Out> {
       }
     } finally {
       this.#writing = false;
+      this.#lastEnd = performance.now();
     }
   }
 

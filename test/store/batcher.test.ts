@@ -34,3 +34,15 @@ test("a batch that throws is retried one call at a time: the call that breaks it
   expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual([0, 11, 12, "thirteen breaks the transaction", 14]);
   expect(batches).toEqual([[0], [11, 12, 13, 14], [11], [12], [13], [14]]);
 });
+
+test("busy (a batch just ended), calls of one turn of the event loop share a batch even when writing never yields (bun:sqlite)", async () => {
+  const batches: number[][] = [];
+  // Synchronous work, as on SQLite; a wide busy window keeps the test free of timing.
+  const batcher = new Batcher<number, number>(async (inputs) => (batches.push(inputs), inputs), 64, 60_000);
+  expect(await batcher.submit(0)).toBe(0);
+  expect(batches).toEqual([[0]]); // idle: at once
+  const next = [1, 2, 3].map((n) => batcher.submit(n));
+  expect(batches).toEqual([[0]]); // busy: after this turn
+  expect(await Promise.all(next)).toEqual([1, 2, 3]);
+  expect(batches).toEqual([[0], [1, 2, 3]]);
+});
