@@ -178,7 +178,7 @@ describeWithChromium("the dashboard in a real browser", (executablePath) => {
     await row.getByRole("link", { name: "slow" }).waitFor({ timeout: 10_000 });
     await row.locator("summary", { hasText: "Delete" }).click();
     await row.getByRole("button", { name: "Delete site_password" }).click();
-    await hasText(page.getByRole("alert"), /Credential "site_password" is still used by 1 queued or running job/);
+    await hasText(page.getByRole("alert"), new RegExp(`Credential "site_password" is still used by 1 queued or running job: slow \\(running, job …${slowId.slice(-12)}\\)`));
     await page.locator("code", { hasText: "site_password" }).waitFor({ timeout: 10_000 });
     await screenshot(page, "credentials-delete-refused");
     await server.post("/v1/jobs/cancel", { id: slowId });

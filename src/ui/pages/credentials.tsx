@@ -127,15 +127,21 @@ export function credentialPages(mount: Mount): void {
     try {
       out = await req.call<{ message: string }>("/v1/credentials/delete", { id: form.get("id") ?? "" });
     } catch (error) {
-      // The API's refusal names /v1/jobs/cancel; here the jobs are listed under "Held by", each with its cancel button.
+      // The API's refusal names /v1/jobs/cancel; here it names the jobs, which are also listed under "Held by", each linking to its page and cancel button.
       if (error instanceof AppError && error.code === "CONFLICT" && Array.isArray(error.data.job_ids)) {
-        const count = error.data.job_ids.length;
-        const jobs = count === 1 ? "1 queued or running job" : `${count} queued or running jobs`;
-        const them = count === 1 ? "it" : "them";
+        const ids = error.data.job_ids as string[];
+        const held = new Map((await listReferences(req.deps.db, req.session.tenantId)).map((r) => [r.job_id, r]));
+        const named = ids.slice(0, 5).map((id) => {
+          const job = held.get(id);
+          return `${job ? `${job.workflow} (${job.status.replace(/_/g, " ")}, ` : "("}job …${id.slice(-12)})`;
+        });
+        const more = ids.length > named.length ? ` and ${ids.length - named.length} more` : "";
+        const jobs = ids.length === 1 ? "1 queued or running job" : `${ids.length} queued or running jobs`;
+        const them = ids.length === 1 ? "it" : "them";
         const name = /^Credential "([^"]*)"/.exec(error.message)?.[1] ?? "";
         throw new AppError(
           "CONFLICT",
-          `Credential "${name}" is still used by ${jobs} (under "Held by" below). Wait for ${them} to end, or open ${them} and cancel, then delete again.`,
+          `Credential "${name}" is still used by ${jobs}: ${named.join(", ")}${more}. Wait for ${them} to end, or open ${them} under "Held by" and cancel, then delete again.`,
           { data: error.data },
         );
       }
