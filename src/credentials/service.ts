@@ -2,7 +2,8 @@ import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditEve
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import type { Db } from "../store/database";
-import { lockTenant } from "../store/locks";
+import { Batcher } from "../store/batcher";
+import { lockTenant, lockTenants } from "../store/locks";
 import { IntegrityError, VaultUnavailableError, type Vault } from "../vault/vault";
 import * as store from "./store";
 
@@ -161,22 +162,51 @@ export async function createCredential(deps: AppDeps, caller: Caller, name: stri
 
 export async function upsertCredential(deps: AppDeps, caller: Caller, name: string, value: string) {
   checkValueSize(deps, value);
-  return auditedTransaction(deps, caller, "credential.upsert", async (trx) => {
-    const existing = await store.findCredentialByName(trx, caller.tenantId, name);
-    const at = deps.clock.now().toISOString();
-    if (existing) {
-      const version = existing.version + 1;
-      const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id: existing.id, version, name: existing.name }), value);
-      await store.updateCredential(trx, caller.tenantId, existing.id, { sealedValue, version, sealFormat: SEAL_FORMAT, updatedAt: at });
-      await audit(trx, deps, caller, "credential.upsert", "success", existing, "overwritten");
-      return { id: existing.id, overwritten: true };
-    }
-    const id = deps.newId();
-    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id, version: 1, name }), value);
-    await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, sealFormat: SEAL_FORMAT, createdAt: at, updatedAt: at });
-    await audit(trx, deps, caller, "credential.upsert", "success", { id, name }, "created");
-    return { id, overwritten: false };
-  });
+  return upserts(deps).submit({ caller, name, value });
+}
+
+type Upserts = Batcher<{ caller: Caller; name: string; value: string }, { id: string; overwritten: boolean }>;
+const upsertBatchers = new WeakMap<AppDeps, Upserts>();
+
+/**
+ * Upserts, group-committed: those that arrive together share one
+ * transaction, each still written with its own audit row, in arrival order
+ * (a second upsert of a name in the batch overwrites the first). Their
+ * tenants are locked first, in sorted order. A batch that fails is retried
+ * one upsert at a time (Batcher), so each caller gets its own outcome.
+ */
+function upserts(deps: AppDeps): Upserts {
+  let batcher = upsertBatchers.get(deps);
+  if (!batcher) {
+    batcher = new Batcher(async (requests) =>
+      deps.db.transaction().execute(async (trx) => {
+        await lockTenants(trx, requests.map((r) => r.caller.tenantId));
+        const results: { id: string; overwritten: boolean }[] = [];
+        for (const request of requests) results.push(await upsertIn(trx, deps, request.caller, request.name, request.value));
+        return results;
+      }),
+    );
+    upsertBatchers.set(deps, batcher);
+  }
+  return batcher;
+}
+
+/** One upsert in a transaction that holds the caller's tenant lock. */
+async function upsertIn(trx: Db, deps: AppDeps, caller: Caller, name: string, value: string): Promise<{ id: string; overwritten: boolean }> {
+  const existing = await store.findCredentialByName(trx, caller.tenantId, name);
+  const at = deps.clock.now().toISOString();
+  if (existing) {
+    const version = existing.version + 1;
+    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id: existing.id, version, name: existing.name }), value);
+    await store.updateCredential(trx, caller.tenantId, existing.id, { sealedValue, version, sealFormat: SEAL_FORMAT, updatedAt: at });
+    await audit(trx, deps, caller, "credential.upsert", "success", existing, "overwritten");
+    return { id: existing.id, overwritten: true };
+  }
+  const id = deps.newId();
+  const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id, version: 1, name }), value);
+  await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, sealFormat: SEAL_FORMAT, createdAt: at, updatedAt: at });
+  await audit(trx, deps, caller, "credential.upsert", "success", { id, name }, "created");
+  return { id, overwritten: false };
 }
 
 /**
