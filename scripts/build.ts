@@ -133,7 +133,10 @@ async function buildBinary(
     bytecode: true,
     // Under Bun the store opens bun:sqlite; better-sqlite3 is only reached on
     // the Node path, so leaving it external keeps its native addon out.
-    external: ["better-sqlite3"],
+    // pg-cloudflare is pg's optional dependency for Cloudflare Workers, required
+    // only there: the Docker build installs no optional packages, and a
+    // bundler that cannot resolve it fails the whole build.
+    external: ["better-sqlite3", "pg-cloudflare"],
     define: defines(commit),
     plugins: [inlinePlaywrightJson],
     compile: {
@@ -162,7 +165,7 @@ async function buildNodeBundle(outFile: string, commit: string): Promise<Artifac
     // playwright-core reads its own files at run time; since this bundle
     // needs node_modules anyway, it loads from there too (bundled, it also
     // made the file 7.7 MiB instead of under 1 MiB).
-    external: ["better-sqlite3", "bun:sqlite", "playwright-core"],
+    external: ["better-sqlite3", "bun:sqlite", "playwright-core", "pg-cloudflare"],
     define: defines(commit),
     throw: false,
   });
