@@ -21,6 +21,8 @@
 #   - checks it runs as a non-root user and turns healthy;
 #   - creates a tenant and an API key with `docker exec`;
 #   - stores username and password over HTTP and reads the password back;
+#   - signs in to the dashboard (/ui/) with the API key: the credentials page
+#     lists the name, not the value, under a strict Content-Security-Policy;
 #   - runs the hello workflow (no browser), then examples/workflows/login.ts
 #     (portal-login) in the container's Chromium against file:///smoke-pages/login.html:
 #     it fills in the stored credentials and submits; welcome.html puts the
@@ -208,6 +210,16 @@ done
 out=$(api "$C1" credentials/get '{"name":"password"}')
 [ "$(json "$out" 'j.value')" = "$PASSWORD" ] || fail "credentials/get returns the stored value" "$out" "$C1"
 ok "credentials stored and read back over HTTP"
+
+# The dashboard: signed in with the API key, it lists the credential's name (never its value) under its CSP.
+BASE="http://127.0.0.1:$(port_of "$C1")"
+cookie=$(curl -sS --max-time 5 -D - -o /dev/null --data-urlencode "api_key=$API_KEY" "$BASE/ui/sign-in" | tr -d '\r' | sed -n 's/^set-cookie: \(understudy_session=[^;]*\).*/\1/ip')
+[ -n "$cookie" ] || fail "dashboard sign-in" "no session cookie" "$C1"
+curl -sS --max-time 5 -D "$WORK/ui-headers" -H "cookie: $cookie" "$BASE/ui/credentials" >"$WORK/ui-page" || fail "dashboard credentials page" "curl failed" "$C1"
+grep -q 'data-credential="password"' "$WORK/ui-page" || fail "dashboard credentials page" "the credential is not listed" "$C1"
+! grep -q "$PASSWORD" "$WORK/ui-page" || fail "dashboard credentials page" "the value is on the page" "$C1"
+grep -qi "^content-security-policy: default-src 'none'; script-src 'self'" "$WORK/ui-headers" || fail "dashboard credentials page" "no strict CSP" "$C1"
+ok "dashboard: signed in with the API key, the credentials page lists the name, not the value, under a strict CSP"
 
 out=$(api "$C1" workflows/list '{}')
 ready=$(json "$out" 'j.deployed_workflows.filter((w) => w.deployment_status === "ready").map((w) => w.name).sort().join(",")')
