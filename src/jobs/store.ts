@@ -268,7 +268,6 @@ export async function endJobs(db: Db, ends: readonly { id: string; end: JobEnd }
     .execute();
 }
 
-
 export async function requestCancel(db: Db, id: string, at: string): Promise<void> {
   await db.updateTable("jobs").set({ cancel_requested_at: at }).where("id", "=", id).where("cancel_requested_at", "is", null).execute();
 }

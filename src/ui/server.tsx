@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import { Hono, type Context } from "hono";
+import { getCookie } from "hono/cookie";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import type { AppDeps } from "../app-deps";
 import { AppError } from "../errors";
@@ -9,7 +10,7 @@ import type { RouteDef } from "../http/route";
 import { accountRequest } from "../http/account";
 import { assets } from "./assets";
 import type { Flash, Frame } from "./layout";
-import { csrfMatches, findSession, type DashboardSession } from "./sessions";
+import { findSession, type DashboardSession } from "./sessions";
 
 /**
  * The dashboard's plumbing: sessions from the cookie, CSRF checks, security
@@ -17,9 +18,7 @@ import { csrfMatches, findSession, type DashboardSession } from "./sessions";
  * handler (its validation, tenant scoping and audit) for a page.
  */
 
-export interface UiSession extends DashboardSession {
-  tenantName: string;
-}
+export type UiSession = DashboardSession;
 
 export type UiEnv = { Variables: { session: UiSession; requestId: string; origin: string; form: Promise<URLSearchParams> | undefined } };
 export type UiContext = Context<UiEnv>;
@@ -35,6 +34,8 @@ export interface UiRequest {
   frame(section: Frame["section"], flash?: Flash): Frame;
   /** The submitted form (already checked for its CSRF token). */
   form(): Promise<URLSearchParams>;
+  /** The status a page is sent with: 200, or the 4xx of a problem the page itself shows (a bad filter). */
+  status: number;
 }
 
 export const SESSION_COOKIE = "understudy_session";
@@ -79,23 +80,9 @@ export function sessionCookie(origin: string, token: string, maxAgeSeconds: numb
     : `${SESSION_COOKIE}=${token}; Path=/ui; Max-Age=${maxAgeSeconds}; HttpOnly; SameSite=Strict`;
 }
 
-export function readCookie(c: Context, name: string): string | undefined {
-  const header = c.req.header("cookie");
-  if (!header) return undefined;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
-
-const sessionToken = (c: Context, origin: string) => readCookie(c, isSecure(origin) ? SECURE_SESSION_COOKIE : SESSION_COOKIE);
-
-export async function currentSession(deps: AppDeps, c: UiContext): Promise<UiSession | undefined> {
-  const session = await findSession(deps, sessionToken(c, c.get("origin")));
-  if (!session) return undefined;
-  const tenant = await deps.db.selectFrom("tenants").select("name").where("id", "=", session.tenantId).executeTakeFirst();
-  return { ...session, tenantName: tenant?.name ?? session.tenantId };
+/** The signed-in session of this request (one query: the session, its key not revoked, its tenant's name). */
+export function currentSession(deps: AppDeps, c: UiContext): Promise<UiSession | undefined> {
+  return findSession(deps, getCookie(c, isSecure(c.get("origin")) ? SECURE_SESSION_COOKIE : SESSION_COOKIE));
 }
 
 /** Redirects after a change (POST, then GET), carrying a short message to the next page in a cookie. */
@@ -109,11 +96,12 @@ export function redirect(c: UiContext, to: string, flash?: Flash): Response {
 }
 
 function takeFlash(c: UiContext): Flash | undefined {
-  const value = readCookie(c, isSecure(c.get("origin")) ? "__Host-understudy_flash" : "understudy_flash");
+  // getCookie decodes the value (redirect encoded it).
+  const value = getCookie(c, isSecure(c.get("origin")) ? "__Host-understudy_flash" : "understudy_flash");
   if (!value) return undefined;
   c.header("set-cookie", flashCookie(c.get("origin"), "", 0), { append: true });
   try {
-    const parsed = JSON.parse(decodeURIComponent(value)) as Flash;
+    const parsed = JSON.parse(value) as Flash;
     if ((parsed.kind === "ok" || parsed.kind === "error") && typeof parsed.message === "string") return { kind: parsed.kind, message: parsed.message.slice(0, 2000) };
   } catch {
     // a mangled cookie shows nothing
@@ -229,6 +217,7 @@ export function createUi(deps: AppDeps, routes: readonly RouteDef[], origin: (re
         if (!form) c.set("form", (form = readForm(c, deps)));
         return form;
       },
+      status: 200,
     };
   };
   const failed = (c: UiContext, thrown: unknown): AppError => toAppError(thrown, deps, c.get("requestId"));
@@ -239,7 +228,8 @@ export function createUi(deps: AppDeps, routes: readonly RouteDef[], origin: (re
       ui.get(path, async (c) => {
         const req = request(c);
         try {
-          return await html(c, await render(req));
+          const page = await render(req);
+          return await html(c, page, req.status);
         } catch (thrown) {
           const error = failed(c, thrown);
           return refusal(error.status, error.message, c.get("origin"));

@@ -11,6 +11,8 @@ export const SESSION_TTL_MS = 8 * 60 * 60 * 1000;
 export const LINK_TTL_MS = 15 * 60 * 1000;
 
 export interface DashboardSession extends Caller {
+  /** The tenant's name, for the page's frame. */
+  tenantName: string;
   /** The session's row id (never its token). */
   sessionId: string;
   expiresAt: string;
@@ -97,14 +99,15 @@ export async function findSession(deps: AppDeps, token: string | undefined): Pro
   const row = await deps.db
     .selectFrom("dashboard_sessions as s")
     .innerJoin("api_keys as k", "k.id", "s.api_key_id")
-    .select(["s.id", "s.tenant_id", "s.api_key_id", "s.expires_at"])
+    .innerJoin("tenants as t", "t.id", "s.tenant_id")
+    .select(["s.id", "s.tenant_id", "s.api_key_id", "s.expires_at", "t.name"])
     .where("s.token_hash", "=", hashToken(token))
     .where("s.kind", "=", "session")
     .where("s.expires_at", ">", now)
     .where("k.revoked_at", "is", null)
     .executeTakeFirst();
   if (!row) return undefined;
-  return { sessionId: row.id, tenantId: row.tenant_id, apiKeyId: row.api_key_id, expiresAt: row.expires_at, csrfToken: csrfFor(token) };
+  return { sessionId: row.id, tenantId: row.tenant_id, tenantName: row.name, apiKeyId: row.api_key_id, expiresAt: row.expires_at, csrfToken: csrfFor(token) };
 }
 
 /** Signs out: the session row is deleted, so the cookie is worthless from now on. */

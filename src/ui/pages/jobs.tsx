@@ -2,10 +2,9 @@
 import { streamSSE } from "hono/streaming";
 import { findArtifact } from "../../artifacts/store";
 import { AppError } from "../../errors";
-import { toAppError } from "../../http/failure";
 import { ACTIVE, findJob, listJobLogs, TERMINAL, type JobStatus } from "../../jobs/store";
 import { ActionForm, Badge, Page, Pager, When, type Flash } from "../layout";
-import { currentSession, html, redirect, refusal, type Mount, type UiContext, type UiRequest } from "../server";
+import { currentSession, redirect, refusal, type Mount, type UiRequest } from "../server";
 
 /**
  * Jobs: the tenant's jobs (filters, pages), one job's facts, params, result
@@ -90,7 +89,7 @@ function LogLine(props: { level: string; message: string; timestamp: string }) {
 
 export function jobPages(mount: Mount): void {
   // ---- The list -------------------------------------------------------------
-  const renderList = async (req: UiRequest, flash?: Flash): Promise<{ page: any; status: number }> => {
+  const renderList = async (req: UiRequest, flash?: Flash) => {
     const query = req.c.req.query();
     const status = query.status && query.status !== "any" ? query.status : undefined;
     const workflow = query.workflow?.trim() ? query.workflow.trim() : undefined;
@@ -183,19 +182,11 @@ export function jobPages(mount: Mount): void {
         <Pager label="Job pages" older={next ? { href: `/ui/jobs?${nextQuery.toString()}`, text: "Next page" } : undefined} />
       </Page>
     );
-    return { page, status: problem ? problem.status : 200 };
+    // A bad filter: the page itself (with its form) and the error's 4xx.
+    if (problem) req.status = problem.status;
+    return page;
   };
-
-  // Not mount.page: a bad filter answers the page itself (with its form) and the error's 4xx.
-  mount.ui.get("/ui/jobs", async (c) => {
-    const req = mount.request(c);
-    try {
-      const { page, status } = await renderList(req);
-      return await html(c, page, status);
-    } catch (thrown) {
-      return failure(c, thrown, req);
-    }
-  });
+  mount.page("/ui/jobs", renderList);
 
   // ---- One job --------------------------------------------------------------
   const renderJob = async (req: UiRequest, flash?: Flash) => {
@@ -452,10 +443,4 @@ export function jobPages(mount: Mount): void {
       }
     });
   });
-}
-
-/** A page's failure as a refusal page with the error's status (a bug: a 500, logged with the request id). */
-function failure(c: UiContext, thrown: unknown, req: UiRequest): Response {
-  const error = toAppError(thrown, req.deps, c.get("requestId"));
-  return refusal(error.status, error.message, c.get("origin"));
 }
