@@ -24,6 +24,8 @@ export interface Config {
   readonly keyFiles: readonly string[];
   readonly maxBodyBytes: number;
   readonly maxValueBytes: number;
+  /** How long an opened credential value is kept for the next read of it (0: not at all); see RecentValues. */
+  readonly valueCacheMs: number;
   readonly rateLimit: { readonly perSecond: number; readonly burst: number };
   readonly requestLog: boolean;
   readonly dbSynchronous: "normal" | "full";
@@ -141,6 +143,7 @@ export const ENVIRONMENT = {
   UNDERSTUDY_MASTER_KEY_PREVIOUS_FILE: "(none)",
   UNDERSTUDY_MAX_BODY_BYTES: "1048576",
   UNDERSTUDY_MAX_VALUE_BYTES: "65536",
+  UNDERSTUDY_VALUE_CACHE_SECONDS: "60 (an opened credential value stays in memory this long for the next read of it; 0: none)",
   UNDERSTUDY_RATE_LIMIT_PER_SECOND: "100 per API key and per instance (0 turns the limit off)",
   UNDERSTUDY_RATE_LIMIT_BURST: "200",
   UNDERSTUDY_REQUEST_LOG: "on",
@@ -221,6 +224,7 @@ const envSchema = z.object({
   UNDERSTUDY_DB: z.string().trim().min(1, "must be a file path").optional(),
   UNDERSTUDY_MAX_BODY_BYTES: positiveInt("bytes").default(1024 * 1024),
   UNDERSTUDY_MAX_VALUE_BYTES: positiveInt("bytes").default(64 * 1024),
+  UNDERSTUDY_VALUE_CACHE_SECONDS: nonNegativeInt("seconds; 0 keeps no opened value").pipe(z.number().max(3600, "is too long (at most 3600 seconds)")).default(60),
   UNDERSTUDY_RATE_LIMIT_PER_SECOND: nonNegativeInt("requests per second per API key; 0 turns it off").default(100),
   UNDERSTUDY_RATE_LIMIT_BURST: positiveInt("requests").default(200),
   UNDERSTUDY_REQUEST_LOG: onOff.default(true),
@@ -317,6 +321,7 @@ export function loadConfig(env: Env, readFile: (path: string) => string = (p) =>
     ),
     maxBodyBytes: v.UNDERSTUDY_MAX_BODY_BYTES,
     maxValueBytes: v.UNDERSTUDY_MAX_VALUE_BYTES,
+    valueCacheMs: v.UNDERSTUDY_VALUE_CACHE_SECONDS * 1000,
     rateLimit: Object.freeze({ perSecond: v.UNDERSTUDY_RATE_LIMIT_PER_SECOND, burst: v.UNDERSTUDY_RATE_LIMIT_BURST }),
     requestLog: v.UNDERSTUDY_REQUEST_LOG,
     dbSynchronous: v.UNDERSTUDY_DB_SYNCHRONOUS,

@@ -27,7 +27,12 @@ type StoredValue = { id: string; name: string; version: number; sealed_value: Ui
  */
 export async function openStoredValue(deps: Pick<AppDeps, "vault">, db: Db, tenantId: string, row: StoredValue): Promise<string> {
   if (row.seal_format !== SEAL_FORMAT) throw new IntegrityError();
-  return deps.vault.openForTenant(db, tenantId, sealContext(row), row.sealed_value);
+  return deps.vault.openForTenant(db, tenantId, sealContext(row), row.sealed_value, { remember: true });
+}
+
+/** A credential's value was replaced or deleted: the vault forgets the old one now rather than when it goes stale. */
+function forgetValue(deps: Pick<AppDeps, "vault">, tenantId: string, row: StoredValue | store.CredentialRow) {
+  deps.vault.forgetOpened(tenantId, sealContext(row));
 }
 
 const storedValueOf = (row: store.CredentialRow): StoredValue => ({
@@ -199,6 +204,7 @@ async function upsertIn(trx: Db, deps: AppDeps, caller: Caller, name: string, va
     const version = existing.version + 1;
     const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id: existing.id, version, name: existing.name }), value);
     await store.updateCredential(trx, caller.tenantId, existing.id, { sealedValue, version, sealFormat: SEAL_FORMAT, updatedAt: at });
+    forgetValue(deps, caller.tenantId, existing);
     await audit(trx, deps, caller, "credential.upsert", "success", existing, "overwritten");
     return { id: existing.id, overwritten: true };
   }
@@ -274,6 +280,7 @@ export async function updateCredential(deps: AppDeps, caller: Caller, id: string
       sealed = { version, sealFormat: SEAL_FORMAT, sealedValue: await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id, version, name }), value) };
     }
     await store.updateCredential(trx, caller.tenantId, id, { name: change.name, ...sealed, updatedAt: at });
+    if (sealed) forgetValue(deps, caller.tenantId, existing);
     const what = [change.value !== undefined && "value", change.name !== undefined && change.name !== existing.name && `renamed from ${existing.name}`]
       .filter(Boolean)
       .join(", ");
@@ -317,6 +324,7 @@ export async function deleteCredential(deps: AppDeps, caller: Caller, id: string
       throw new Refusal(error, "conflict", existing, `${jobIds.length} referencing jobs`);
     }
     await store.deleteCredential(trx, caller.tenantId, id);
+    forgetValue(deps, caller.tenantId, existing);
     await audit(trx, deps, caller, "credential.delete", "success", existing);
     return { name: existing.name };
   });

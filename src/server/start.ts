@@ -48,7 +48,7 @@ export async function openStore(config: Config, dbPath: string, keyring: Keyring
     : await openDatabase({ path: dbPath, synchronous: config.dbSynchronous, busyTimeoutMs: config.busyTimeoutMs });
   try {
     await migrateToLatest(db);
-    const vault = await Vault.open(db, keyring, clock);
+    const vault = await Vault.open(db, keyring, clock, { rememberOpenedMs: config.valueCacheMs });
     await upgradeCredentialSeals(db, vault);
     return { db, vault, dbPath };
   } catch (error) {

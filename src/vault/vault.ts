@@ -3,6 +3,7 @@ import type { Clock } from "../clock";
 import { FatalError } from "../errors";
 import type { Db } from "../store/database";
 import type { MasterKey } from "./master-key";
+import { RecentValues } from "./recent";
 import { deriveKey, open, openDeterministic, seal, sealDeterministic } from "./seal";
 import * as store from "./store";
 
@@ -19,6 +20,11 @@ const cursorAd = (tenantId: string, list: string) => `understudy/cursor/v1/${ten
 export interface Keyring {
   readonly current: MasterKey;
   readonly previous?: MasterKey;
+}
+
+export interface VaultOptions {
+  /** How long a value opened with `remember` is kept for reads that come again; 0 (the default) keeps none. */
+  rememberOpenedMs?: number;
 }
 
 /** A sealed value that does not open where it is: tampered, copied from another row, or corrupt. */
@@ -70,9 +76,13 @@ export class Vault {
   /** Cursor keys by master key id. */
   readonly #cursorKeys = new Map<string, Uint8Array>();
 
-  private constructor(keyring: Keyring, clock: Clock) {
+  /** Values opened with `remember`, for reads that come again (see RecentValues). */
+  readonly #recent: RecentValues;
+
+  private constructor(keyring: Keyring, clock: Clock, options: VaultOptions) {
     this.#keyring = keyring;
     this.#clock = clock;
+    this.#recent = new RecentValues(options.rememberOpenedMs ?? 0);
   }
 
   get keyId(): string {
@@ -84,8 +94,8 @@ export class Vault {
    * so a wrong key stops start-up instead of failing at the first read. A
    * database with sealed data but no key check is never given a new key.
    */
-  static async open(db: Db, keyring: Keyring, clock: Clock): Promise<Vault> {
-    const vault = new Vault(keyring, clock);
+  static async open(db: Db, keyring: Keyring, clock: Clock, options: VaultOptions = {}): Promise<Vault> {
+    const vault = new Vault(keyring, clock, options);
     let meta = await store.readVaultMeta(db);
     if (!meta) {
       if (await store.holdsSealedData(db)) {
@@ -131,16 +141,35 @@ export class Vault {
     return seal(dataKey, encoder.encode(plaintext), `${tenantId}/${context}`);
   }
 
-  /** Opens a value sealed by sealForTenant with the same tenant and context; throws IntegrityError otherwise. */
-  async openForTenant(db: Db, tenantId: string, context: string, sealed: Uint8Array): Promise<string> {
+  /**
+   * Opens a value sealed by sealForTenant with the same tenant and context;
+   * throws IntegrityError otherwise. With `remember`, the value is kept for a
+   * while, and a later open of the very same bytes under the same tenant and
+   * context returns it without the cipher (see RecentValues).
+   */
+  async openForTenant(db: Db, tenantId: string, context: string, sealed: Uint8Array, options?: { remember: boolean }): Promise<string> {
+    const associatedData = `${tenantId}/${context}`;
+    const remember = options?.remember === true;
+    if (remember) {
+      const recent = this.#recent.get(associatedData, sealed);
+      if (recent !== undefined) return recent;
+    }
     const dataKey = await this.#dataKeyFor(db, tenantId, { create: false });
-    const plaintext = open(dataKey, sealed, `${tenantId}/${context}`);
+    const plaintext = open(dataKey, sealed, associatedData);
     if (!plaintext) throw new IntegrityError();
+    let value: string;
     try {
-      return decoder.decode(plaintext);
+      value = decoder.decode(plaintext);
     } catch {
       throw new IntegrityError();
     }
+    if (remember) this.#recent.set(associatedData, sealed, value);
+    return value;
+  }
+
+  /** Forgets a remembered value at once: its credential was changed or deleted. */
+  forgetOpened(tenantId: string, context: string): void {
+    this.#recent.forget(`${tenantId}/${context}`);
   }
 
   /**
