@@ -203,7 +203,7 @@ async function upsertIn(trx: Db, deps: AppDeps, caller: Caller, name: string, va
   if (existing) {
     const version = existing.version + 1;
     const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id: existing.id, version, name: existing.name }), value);
-    await store.updateCredential(trx, caller.tenantId, existing.id, { sealedValue, version, sealFormat: SEAL_FORMAT, updatedAt: at });
+    await store.replaceValue(trx, caller.tenantId, existing.id, { sealedValue, version, sealFormat: SEAL_FORMAT, updatedAt: at });
     forgetValue(deps, caller.tenantId, existing);
     await audit(trx, deps, caller, "credential.upsert", "success", existing, "overwritten");
     return { id: existing.id, overwritten: true };

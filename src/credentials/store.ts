@@ -1,4 +1,5 @@
 import { readerOf, type Db } from "../store/database";
+import { PreparedQuery } from "../store/prepared";
 
 export interface CredentialRow {
   id: string;
@@ -39,22 +40,23 @@ const toRow = (r: {
   updatedAt: r.updated_at,
 });
 
-/** On the path of every credentials/get: read through the read connection when there is one. */
+const credentialByName = new PreparedQuery<{ tenantId: string; name: string }, Parameters<typeof toRow>[0]>((db, slot) =>
+  db
+    .selectFrom("credentials")
+    .select(["id", "tenant_id", "name", "sealed_value", "version", "seal_format", "created_at", "updated_at"])
+    .where("tenant_id", "=", slot("tenantId"))
+    .where("name", "=", slot("name")),
+);
+
+/**
+ * On the path of every credentials/get (through the read connection when
+ * there is one) and every upsert (in its transaction).
+ */
 export async function findCredentialByName(db: Db, tenantId: string, name: string): Promise<CredentialRow | undefined> {
   const reader = readerOf(db);
-  if (reader) {
-    const row = reader.get<Parameters<typeof toRow>[0]>(
-      "SELECT id, tenant_id, name, sealed_value, version, seal_format, created_at, updated_at FROM credentials WHERE tenant_id = ? AND name = ?",
-      [tenantId, name],
-    );
-    return row && toRow(row);
-  }
-  const row = await db
-    .selectFrom("credentials")
-    .selectAll()
-    .where("tenant_id", "=", tenantId)
-    .where("name", "=", name)
-    .executeTakeFirst();
+  const row = reader
+    ? reader.get<Parameters<typeof toRow>[0]>(credentialByName.compiled(db).sql, credentialByName.parameters(db, { tenantId, name }))
+    : await credentialByName.executeTakeFirst(db, { tenantId, name });
   return row && toRow(row);
 }
 
@@ -76,20 +78,40 @@ export async function listCredentials(db: Db, tenantId: string, page: { afterNam
   return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, updatedAt: r.updated_at }));
 }
 
+const insert = new PreparedQuery<CredentialRow & Record<string, unknown>, never>((db, slot) =>
+  db.insertInto("credentials").values({
+    id: slot("id"),
+    tenant_id: slot("tenantId"),
+    name: slot("name"),
+    sealed_value: slot("sealedValue"),
+    version: slot("version"),
+    seal_format: slot("sealFormat"),
+    created_at: slot("createdAt"),
+    updated_at: slot("updatedAt"),
+  }),
+);
+
 export async function insertCredential(db: Db, row: CredentialRow): Promise<void> {
-  await db
-    .insertInto("credentials")
-    .values({
-      id: row.id,
-      tenant_id: row.tenantId,
-      name: row.name,
-      sealed_value: row.sealedValue,
-      version: row.version,
-      seal_format: row.sealFormat,
-      created_at: row.createdAt,
-      updated_at: row.updatedAt,
-    })
-    .execute();
+  await insert.execute(db, { ...row });
+}
+
+const replace = new PreparedQuery<{ tenantId: string; id: string; sealedValue: Uint8Array; version: number; sealFormat: number; updatedAt: string }, never>(
+  (db, slot) =>
+    db
+      .updateTable("credentials")
+      .set({ sealed_value: slot("sealedValue"), version: slot("version"), seal_format: slot("sealFormat"), updated_at: slot("updatedAt") })
+      .where("tenant_id", "=", slot("tenantId"))
+      .where("id", "=", slot("id")),
+);
+
+/** A new value, as an upsert writes it (updateCredential writes any other change). */
+export async function replaceValue(
+  db: Db,
+  tenantId: string,
+  id: string,
+  change: { sealedValue: Uint8Array; version: number; sealFormat: number; updatedAt: string },
+): Promise<void> {
+  await replace.execute(db, { tenantId, id, ...change });
 }
 
 export async function updateCredential(

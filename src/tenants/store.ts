@@ -1,4 +1,5 @@
 import { insertionOrder } from "../store/dialect";
+import { PreparedQuery } from "../store/prepared";
 import { readerOf, type Db } from "../store/database";
 import { Batcher } from "../store/batcher";
 
@@ -64,10 +65,14 @@ export async function insertApiKey(
 
 type ApiKeyLookup = { id: string; tenant_id: string; revoked_at: string | null; last_used_at: string | null };
 
+const apiKeyByHash = new PreparedQuery<{ keyHash: string }, ApiKeyLookup>((db, slot) =>
+  db.selectFrom("api_keys").select(["id", "tenant_id", "revoked_at", "last_used_at"]).where("key_hash", "=", slot("keyHash")),
+);
+
 /** On the path of every request: read through the read connection when there is one. */
 export async function findApiKeyByHash(db: Db, keyHash: string): Promise<ApiKeyLookup | undefined> {
   const reader = readerOf(db);
-  if (reader) return reader.get<ApiKeyLookup>("SELECT id, tenant_id, revoked_at, last_used_at FROM api_keys WHERE key_hash = ?", [keyHash]);
+  if (reader) return reader.get<ApiKeyLookup>(apiKeyByHash.compiled(db).sql, apiKeyByHash.parameters(db, { keyHash }));
   let lookups = keyLookups.get(db);
   if (!lookups) {
     // Requests that arrive together share one query (a round trip each is most of a request's cost on PostgreSQL).

@@ -1,0 +1,72 @@
+import { CompiledQuery, type Compilable } from "kysely";
+import type { Db } from "./database";
+import { isPostgres } from "./postgres";
+
+/**
+ * A query that Kysely builds and compiles once per engine, then runs again
+ * with other values: on the hot paths (every request's API key, every
+ * credentials/get and upsert, every job's claim and end) building and
+ * compiling a query costs more than SQLite takes to run it.
+ *
+ * `build` writes the query with `slot("name")` wherever a value goes; the
+ * slots are found in the compiled parameters, so the SQL and the order of
+ * its parameters are Kysely's, for each dialect, never written by hand. The
+ * driver then reuses its prepared statement for the SQL (database.ts).
+ */
+export class PreparedQuery<Input extends Record<string, unknown>, Row> {
+  readonly #build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Compilable<Row>;
+  readonly #compiled: { sqlite?: Compiled<Input>; postgres?: Compiled<Input> } = {};
+
+  constructor(build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Compilable<Row>) {
+    this.#build = build;
+  }
+
+  /** The SQL and where each input goes in its parameters, compiled on first use for the engine of `db`. */
+  compiled(db: Db): Compiled<Input> {
+    const engine = isPostgres(db) ? "postgres" : "sqlite";
+    return (this.#compiled[engine] ??= compile(db, this.#build));
+  }
+
+  /** The parameters for these inputs, in the compiled order. */
+  parameters(db: Db, input: Input): unknown[] {
+    return this.compiled(db).slots.map((slot) => (slot.name === undefined ? slot.constant : input[slot.name]));
+  }
+
+  async execute(db: Db, input: Input): Promise<Row[]> {
+    const { sql } = this.compiled(db);
+    return (await db.executeQuery<Row>(CompiledQuery.raw(sql, this.parameters(db, input)))).rows;
+  }
+
+  async executeTakeFirst(db: Db, input: Input): Promise<Row | undefined> {
+    return (await this.execute(db, input))[0];
+  }
+}
+
+export interface Compiled<Input> {
+  sql: string;
+  /** Each parameter: an input by name, or a constant the query itself holds (e.g. a status it filters on). */
+  slots: { name?: keyof Input & string; constant?: unknown }[];
+}
+
+// What a slot holds while the query is compiled. Only the compile step looks
+// for it, among the parameters of the query it built itself: values given at
+// run time are never inspected, whatever they hold.
+const SLOT_PREFIX = "\u0000understudy-slot:";
+
+function compile<Input extends Record<string, unknown>>(
+  db: Db,
+  build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Compilable<unknown>,
+): Compiled<Input> {
+  const named = new Set<string>();
+  const compiled = build(db, (name) => {
+    named.add(name);
+    return `${SLOT_PREFIX}${name}` as never;
+  }).compile();
+  const slots = compiled.parameters.map((parameter) =>
+    typeof parameter === "string" && parameter.startsWith(SLOT_PREFIX) ? { name: parameter.slice(SLOT_PREFIX.length) as keyof Input & string } : { constant: parameter },
+  );
+  for (const name of named) {
+    if (!slots.some((s) => s.name === name)) throw new Error(`prepared query: the slot "${name}" is not among the compiled parameters`);
+  }
+  return { sql: compiled.sql, slots };
+}
