@@ -17,6 +17,10 @@
  *
  * Options: --duration S (8) --warmup S (2) --connections N (32) --starts N (5)
  *          --jobs N (3000) --delays N (200) --only id,id  --binary PATH  --rebuild
+ *          --postgres: the same scenarios and targets with the server on
+ *          PostgreSQL (UNDERSTUDY_BENCH_DATABASE_URL, else
+ *          UNDERSTUDY_TEST_DATABASE_URL: a throwaway database; each server
+ *          gets a fresh schema, dropped after), results in latest-postgres.json.
  * --connections is also how many job creates are in flight. --only takes ids
  * or id prefixes: `--only jobs` runs every job scenario, `--only
  * jobs.throughput` every jobs.throughput* row.
@@ -39,7 +43,7 @@ function wholeNumber(name: string, text: string, min: number, max: number): numb
 
 /** Other processes using more than this many cores during a run make its throughput figures unreliable. */
 const NOISY_CORES = 0.25;
-const RESULTS = join(import.meta.dir, "results", "latest.json");
+const resultsFile = (postgres: boolean) => join(import.meta.dir, "results", postgres ? "latest-postgres.json" : "latest.json");
 
 /** Where the server's CPU went during one scenario. */
 interface CpuAccount {
@@ -131,6 +135,7 @@ async function main(): Promise<number> {
       only: { type: "string" },
       binary: { type: "string" },
       rebuild: { type: "boolean", default: false },
+      postgres: { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -145,6 +150,11 @@ async function main(): Promise<number> {
     inFlight: load.connections,
   };
   const startCount = wholeNumber("starts", args.starts!, 1, 50);
+  const databaseUrl = args.postgres ? (process.env.UNDERSTUDY_BENCH_DATABASE_URL ?? process.env.UNDERSTUDY_TEST_DATABASE_URL) : undefined;
+  if (args.postgres && !databaseUrl) {
+    throw new Error("--postgres needs a throwaway PostgreSQL database: set UNDERSTUDY_BENCH_DATABASE_URL=postgres://user@127.0.0.1:5432/db");
+  }
+  const schemas = databaseUrl ? await benchSchemas(databaseUrl) : undefined;
   const selected = select(args.only?.split(",").map((s) => s.trim()).filter(Boolean));
   const servers = serverRuns(selected);
 
@@ -165,9 +175,11 @@ async function main(): Promise<number> {
     const baseEnv = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: work };
     const masterKey = (await runCommand([binary, "keygen"], { cwd: work, env: baseEnv })).trim();
     const prepare = async (index: number, env: Record<string, string>) => {
-      const dbPath = join(work, `bench-${index}.db`);
-      const apiKey = await addTenant(binary, { cwd: work, env: baseEnv, dbPath, name: "bench" });
-      const serve = benchServe(binary, { cwd: work, env: { ...baseEnv, ...env }, masterKey, dbPath });
+      // On PostgreSQL, a fresh schema per server instead of a fresh file.
+      const database: Record<string, string> = schemas ? { UNDERSTUDY_DATABASE_URL: await schemas.create() } : {};
+      const dbPath = schemas ? undefined : join(work, `bench-${index}.db`);
+      const apiKey = await addTenant(binary, { cwd: work, env: { ...baseEnv, ...database }, dbPath, name: "bench" });
+      const serve = benchServe(binary, { cwd: work, env: { ...baseEnv, ...database, ...env }, masterKey, dbPath });
       return { serve, apiKey };
     };
 
@@ -246,7 +258,7 @@ async function main(): Promise<number> {
     const outcomes = evaluateTargets(measurements);
     const serverCpu = (c: CpuAccount) => `${Math.round(c.serverUsPerUnit).toLocaleString("en-US")} µs/${c.unit}`;
 
-    console.log(`\nunderstudy ${commit} on ${cpus()[0]?.model ?? "?"} x${availableParallelism()}, Bun ${Bun.version}`);
+    console.log(`\nunderstudy ${commit} on ${cpus()[0]?.model ?? "?"} x${availableParallelism()}, Bun ${Bun.version}, ${schemas ? `PostgreSQL ${schemas.version}` : "SQLite"}`);
     const http = selected.filter((s) => results[s.id]?.kind === "http");
     if (http.length > 0) {
       console.log(`\nHTTP: autocannon under node ${nodeVersion}, ${load.connections} connections, ${load.durationSeconds} s per scenario after ${load.warmupSeconds} s warm-up; latency resolution 1 ms\n`);
@@ -351,6 +363,7 @@ async function main(): Promise<number> {
     const report = {
       date: new Date().toISOString(),
       commit,
+      database: schemas ? `PostgreSQL ${schemas.version}` : "SQLite",
       binary,
       machine: { cpu: cpus()[0]?.model, cores: availableParallelism(), bun: Bun.version, loadGenerator: `autocannon under node ${nodeVersion}`, busyCoresBefore: busyBefore },
       settings: { ...load, starts: startCount, jobs },
@@ -365,14 +378,41 @@ async function main(): Promise<number> {
       })),
       targets: outcomes,
     };
-    writeFileSync(RESULTS, `${JSON.stringify(report, null, 2)}\n`);
-    console.log(`\nresults written to ${RESULTS}`);
+    const written = resultsFile(schemas !== undefined);
+    writeFileSync(written, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`\nresults written to ${written}`);
     return 0;
   } finally {
     await running?.stop(2000);
     running = undefined;
     rmSync(work, { recursive: true, force: true });
+    await schemas?.dropAll();
   }
+}
+
+/** Fresh schemas on a throwaway PostgreSQL database, one per server, all dropped at the end. */
+async function benchSchemas(databaseUrl: string) {
+  const { default: pg } = await import("pg");
+  const admin = new pg.Pool({ connectionString: databaseUrl, max: 1 });
+  const version = String((await admin.query("SHOW server_version")).rows[0]?.server_version ?? "?").split(" ")[0];
+  const made: string[] = [];
+  return {
+    version,
+    /** A new schema; the URL that puts the server in it. */
+    async create(): Promise<string> {
+      const schema = `understudy_bench_${process.pid}_${made.length}`;
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.query(`CREATE SCHEMA ${schema}`);
+      made.push(schema);
+      const url = new URL(databaseUrl);
+      url.searchParams.set("options", `-c search_path=${schema}`);
+      return url.toString();
+    },
+    async dropAll() {
+      for (const schema of made) await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
+    },
+  };
 }
 
 try {

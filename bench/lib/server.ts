@@ -30,22 +30,27 @@ export async function runCommand(command: string[], options: { cwd: string; env:
   return stdout;
 }
 
-/** Creates a tenant with the binary's admin CLI on a database file and returns a new API key of it. */
-export async function addTenant(binary: string, options: { cwd: string; env: Record<string, string>; dbPath: string; name: string }): Promise<string> {
+/**
+ * Creates a tenant with the binary's admin CLI and returns a new API key of
+ * it: on a database file, or (no dbPath) on the database env names
+ * (UNDERSTUDY_DATABASE_URL).
+ */
+export async function addTenant(binary: string, options: { cwd: string; env: Record<string, string>; dbPath?: string; name: string }): Promise<string> {
   const { cwd, env, dbPath, name } = options;
-  await runCommand([binary, "tenants", "create", name, "--db", dbPath], { cwd, env });
-  return (await runCommand([binary, "keys", "create", "--tenant", name, "--db", dbPath], { cwd, env })).trim();
+  const db = dbPath === undefined ? [] : ["--db", dbPath];
+  await runCommand([binary, "tenants", "create", name, ...db], { cwd, env });
+  return (await runCommand([binary, "keys", "create", "--tenant", name, ...db], { cwd, env })).trim();
 }
 
 /** `serve` of the binary on a database, as the benchmarks run it: rate limit and request log off. */
-export function benchServe(binary: string, options: { cwd: string; env: Record<string, string>; masterKey: string; dbPath: string }): StartOptions {
+export function benchServe(binary: string, options: { cwd: string; env: Record<string, string>; masterKey: string; dbPath?: string }): StartOptions {
   return {
     command: [binary, "serve"],
     cwd: options.cwd,
     env: {
       ...options.env,
       UNDERSTUDY_MASTER_KEY: options.masterKey,
-      UNDERSTUDY_DB: options.dbPath,
+      ...(options.dbPath === undefined ? {} : { UNDERSTUDY_DB: options.dbPath }),
       UNDERSTUDY_RATE_LIMIT_PER_SECOND: "0",
       UNDERSTUDY_REQUEST_LOG: "off",
     },
