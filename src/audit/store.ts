@@ -41,6 +41,11 @@ export async function recordAuditEvent(db: Db, event: AuditEvent): Promise<void>
   await insertAuditEvents(db, [event]);
 }
 
+/** Several events of one transaction, in order, in as few statements as their count allows. */
+export async function recordAuditEvents(db: Db, events: readonly AuditEvent[]): Promise<void> {
+  if (events.length > 0) await insertAuditEvents(db, events);
+}
+
 const AUDIT_ROW_WIDTH = 8;
 const auditRow = (e: AuditEvent) =>
   [e.at, e.tenantId, e.apiKeyId, e.action, e.outcome, e.credentialId ?? null, e.credentialName ?? null, e.detail ?? null] as const;
@@ -83,7 +88,7 @@ async function insertAuditEvents(db: Db, events: readonly AuditEvent[]): Promise
   const run = async (conn: Db) => {
     for (const chunk of chunks) await conn.executeQuery(CompiledQuery.raw(insertSql(db, chunk.length), chunk.flatMap(auditRow)));
   };
-  if (chunks.length === 1) await run(db);
+  if (chunks.length === 1 || db.isTransaction) await run(db);
   else await db.transaction().execute(run);
 }
 

@@ -1,4 +1,4 @@
-import { recordAuditEvent, recordAuditEventSoon, type AuditAction, type AuditEvent, type AuditOutcome } from "../audit/store";
+import { recordAuditEvent, recordAuditEvents, recordAuditEventSoon, type AuditAction, type AuditEvent, type AuditOutcome } from "../audit/store";
 import { AppError } from "../errors";
 import type { AppDeps, Caller } from "../http/route";
 import type { Db } from "../store/database";
@@ -175,10 +175,9 @@ const upsertBatchers = new WeakMap<AppDeps, Upserts>();
 
 /**
  * Upserts, group-committed: those that arrive together share one
- * transaction, each still written with its own audit row, in arrival order
- * (a second upsert of a name in the batch overwrites the first). Their
- * tenants are locked first, in sorted order. A batch that fails is retried
- * one upsert at a time (Batcher), so each caller gets its own outcome.
+ * transaction. Their tenants are locked first, in sorted order. A batch that
+ * fails is retried one upsert at a time (Batcher), so each caller gets its
+ * own outcome.
  */
 function upserts(deps: AppDeps): Upserts {
   let batcher = upsertBatchers.get(deps);
@@ -186,9 +185,7 @@ function upserts(deps: AppDeps): Upserts {
     batcher = new Batcher(async (requests) =>
       deps.db.transaction().execute(async (trx) => {
         await lockTenants(trx, requests.map((r) => r.caller.tenantId));
-        const results: { id: string; overwritten: boolean }[] = [];
-        for (const request of requests) results.push(await upsertIn(trx, deps, request.caller, request.name, request.value));
-        return results;
+        return upsertAll(trx, deps, requests);
       }),
     );
     upsertBatchers.set(deps, batcher);
@@ -196,23 +193,57 @@ function upserts(deps: AppDeps): Upserts {
   return batcher;
 }
 
-/** One upsert in a transaction that holds the caller's tenant lock. */
-async function upsertIn(trx: Db, deps: AppDeps, caller: Caller, name: string, value: string): Promise<{ id: string; overwritten: boolean }> {
-  const existing = await store.findCredentialByName(trx, caller.tenantId, name);
-  const at = deps.clock.now().toISOString();
-  if (existing) {
-    const version = existing.version + 1;
-    const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id: existing.id, version, name: existing.name }), value);
-    await store.replaceValue(trx, caller.tenantId, existing.id, { sealedValue, version, sealFormat: SEAL_FORMAT, updatedAt: at });
-    forgetValue(deps, caller.tenantId, existing);
-    await audit(trx, deps, caller, "credential.upsert", "success", existing, "overwritten");
-    return { id: existing.id, overwritten: true };
+/**
+ * A batch of upserts in a transaction that holds their tenants' locks, as
+ * if run one after another in arrival order: each gets its own version
+ * (and audit row), and a later upsert of a name in the batch overwrites an
+ * earlier one. Only what the last one leaves is written: one read of the
+ * names per tenant, one seal and one write per name, one insert of every
+ * new credential and one of the audit rows, whatever the batch's size (on
+ * PostgreSQL each statement is a round trip).
+ */
+async function upsertAll(trx: Db, deps: AppDeps, requests: readonly { caller: Caller; name: string; value: string }[]) {
+  const key = (tenantId: string, name: string) => `${tenantId}\u0000${name}`;
+  const stored = new Map<string, store.CredentialRow>();
+  const byTenant = new Map<string, Set<string>>();
+  for (const { caller, name } of requests) {
+    let names = byTenant.get(caller.tenantId);
+    if (!names) byTenant.set(caller.tenantId, (names = new Set()));
+    names.add(name);
   }
-  const id = deps.newId();
-  const sealedValue = await deps.vault.sealForTenant(trx, caller.tenantId, sealContext({ id, version: 1, name }), value);
-  await store.insertCredential(trx, { id, tenantId: caller.tenantId, name, sealedValue, version: 1, sealFormat: SEAL_FORMAT, createdAt: at, updatedAt: at });
-  await audit(trx, deps, caller, "credential.upsert", "success", { id, name }, "created");
-  return { id, overwritten: false };
+  for (const [tenantId, names] of byTenant) {
+    for (const row of await store.findCredentialsByNames(trx, tenantId, [...names])) stored.set(key(tenantId, row.name), row);
+  }
+
+  // The state each name is left in, and what each request answers.
+  const latest = new Map<string, { tenantId: string; id: string; name: string; version: number; value: string; createdAt: string; updatedAt: string }>();
+  const results: { id: string; overwritten: boolean }[] = [];
+  const events: AuditEvent[] = [];
+  for (const { caller, name, value } of requests) {
+    const k = key(caller.tenantId, name);
+    const before = latest.get(k) ?? stored.get(k);
+    const at = deps.clock.now().toISOString();
+    const id = before?.id ?? deps.newId();
+    latest.set(k, { tenantId: caller.tenantId, id, name, version: (before?.version ?? 0) + 1, value, createdAt: before?.createdAt ?? at, updatedAt: at });
+    results.push({ id, overwritten: before !== undefined });
+    events.push(auditEvent(deps, caller, "credential.upsert", "success", { id, name }, before ? "overwritten" : "created"));
+  }
+
+  const created: store.CredentialRow[] = [];
+  for (const [k, state] of latest) {
+    const sealedValue = await deps.vault.sealForTenant(trx, state.tenantId, sealContext(state), state.value);
+    const sealed = { sealedValue, version: state.version, sealFormat: SEAL_FORMAT, updatedAt: state.updatedAt };
+    const existing = stored.get(k);
+    if (existing) {
+      await store.replaceValue(trx, state.tenantId, existing.id, sealed);
+      forgetValue(deps, state.tenantId, existing);
+    } else {
+      created.push({ id: state.id, tenantId: state.tenantId, name: state.name, createdAt: state.createdAt, ...sealed });
+    }
+  }
+  await store.insertCredentials(trx, created);
+  await recordAuditEvents(trx, events);
+  return results;
 }
 
 /**

@@ -60,6 +60,34 @@ export async function findCredentialByName(db: Db, tenantId: string, name: strin
   return row && toRow(row);
 }
 
+/** A tenant's credentials of these names (one query, for a batch of upserts). */
+export async function findCredentialsByNames(db: Db, tenantId: string, names: readonly string[]): Promise<CredentialRow[]> {
+  if (names.length === 0) return [];
+  const rows = await db.selectFrom("credentials").selectAll().where("tenant_id", "=", tenantId).where("name", "in", names).execute();
+  return rows.map(toRow);
+}
+
+/** New credentials, in one statement. */
+export async function insertCredentials(db: Db, rows: readonly CredentialRow[]): Promise<void> {
+  if (rows.length === 1) return insertCredential(db, rows[0]!);
+  if (rows.length === 0) return;
+  await db
+    .insertInto("credentials")
+    .values(
+      rows.map((row) => ({
+        id: row.id,
+        tenant_id: row.tenantId,
+        name: row.name,
+        sealed_value: row.sealedValue,
+        version: row.version,
+        seal_format: row.sealFormat,
+        created_at: row.createdAt,
+        updated_at: row.updatedAt,
+      })),
+    )
+    .execute();
+}
+
 export async function findCredentialById(db: Db, tenantId: string, id: string): Promise<CredentialRow | undefined> {
   const row = await db
     .selectFrom("credentials")
