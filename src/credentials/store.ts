@@ -1,4 +1,6 @@
 import { readerOf, type Db } from "../store/database";
+import { Batcher } from "../store/batcher";
+import { isPostgres } from "../store/postgres";
 import { PreparedQuery } from "../store/prepared";
 
 export interface CredentialRow {
@@ -54,10 +56,44 @@ const credentialByName = new PreparedQuery<{ tenantId: string; name: string }, P
  */
 export async function findCredentialByName(db: Db, tenantId: string, name: string): Promise<CredentialRow | undefined> {
   const reader = readerOf(db);
-  const row = reader
-    ? reader.get<Parameters<typeof toRow>[0]>(credentialByName.compiled(db).sql, credentialByName.parameters(db, { tenantId, name }))
-    : await credentialByName.executeTakeFirst(db, { tenantId, name });
-  return row && toRow(row);
+  if (reader) {
+    const row = reader.get<Parameters<typeof toRow>[0]>(credentialByName.compiled(db).sql, credentialByName.parameters(db, { tenantId, name }));
+    return row && toRow(row);
+  }
+  if (db.isTransaction || !isPostgres(db)) {
+    const row = await credentialByName.executeTakeFirst(db, { tenantId, name });
+    return row && toRow(row);
+  }
+  return lookups(db).submit({ tenantId, name });
+}
+
+type Lookup = { tenantId: string; name: string };
+const lookupBatchers = new WeakMap<Db, Batcher<Lookup, CredentialRow | undefined>>();
+
+/**
+ * On PostgreSQL, outside a transaction: reads that arrive together share one
+ * query, as API key lookups do (a round trip each is most of a
+ * credentials/get's cost there).
+ */
+function lookups(db: Db): Batcher<Lookup, CredentialRow | undefined> {
+  let batcher = lookupBatchers.get(db);
+  if (!batcher) {
+    batcher = new Batcher(async (wanted) => {
+      const pairs = [...new Map(wanted.map((w) => [`${w.tenantId}\u0000${w.name}`, w])).values()];
+      const rows =
+        pairs.length === 1
+          ? await credentialByName.execute(db, pairs[0]!)
+          : await db
+              .selectFrom("credentials")
+              .select(["id", "tenant_id", "name", "sealed_value", "version", "seal_format", "created_at", "updated_at"])
+              .where(({ eb, refTuple, tuple }) => eb(refTuple("tenant_id", "name"), "in", pairs.map((p) => tuple(p.tenantId, p.name))))
+              .execute();
+      const found = new Map(rows.map((r) => [`${r.tenant_id}\u0000${r.name}`, toRow(r)]));
+      return wanted.map((w) => found.get(`${w.tenantId}\u0000${w.name}`));
+    });
+    lookupBatchers.set(db, batcher);
+  }
+  return batcher;
 }
 
 /** A tenant's credentials of these names (one query, for a batch of upserts). */

@@ -96,3 +96,20 @@ describe("a credential value read again", () => {
     await expect(startTestServer({ env: { UNDERSTUDY_VALUE_CACHE_SECONDS: "7200" } })).rejects.toThrow(/at most 3600 seconds/);
   });
 });
+
+test("reads sent together (one query for them all on PostgreSQL) each answer the caller's own tenant's value, or 404", async () => {
+  const s = await server();
+  await s.post("/v1/credentials/upsert", { name: "same_name", value: "alpha-same-1c" });
+  await s.post("/v1/credentials/upsert", { name: "same_name", value: "beta-same-2d" }, { key: s.keys.beta });
+  await s.post("/v1/credentials/upsert", { name: "alpha_only", value: "alpha-only-3e" });
+  const asks = Array.from({ length: 30 }, (_, i) => {
+    const beta = i % 3 === 1;
+    const name = i % 5 === 0 ? "alpha_only" : i % 7 === 0 ? "missing_name" : "same_name";
+    return { beta, name, answer: get(s, name, beta ? s.keys.beta : undefined) };
+  });
+  for (const ask of asks) {
+    const answer = await ask.answer;
+    if (ask.name === "missing_name" || (ask.name === "alpha_only" && ask.beta)) expect(answer.status).toBe(404);
+    else expect(answer.body.value).toBe(ask.name === "alpha_only" ? "alpha-only-3e" : ask.beta ? "beta-same-2d" : "alpha-same-1c");
+  }
+});
