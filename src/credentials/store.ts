@@ -55,13 +55,8 @@ const credentialByName = new PreparedQuery<{ tenantId: string; name: string }, P
  * there is one) and every upsert (in its transaction).
  */
 export async function findCredentialByName(db: Db, tenantId: string, name: string): Promise<CredentialRow | undefined> {
-  const reader = readerOf(db);
-  if (reader) {
-    const row = reader.get<Parameters<typeof toRow>[0]>(credentialByName.compiled(db).sql, credentialByName.parameters(db, { tenantId, name }));
-    return row && toRow(row);
-  }
-  if (db.isTransaction || !isPostgres(db)) {
-    const row = await credentialByName.executeTakeFirst(db, { tenantId, name });
+  if (readerOf(db) || db.isTransaction || !isPostgres(db)) {
+    const row = await credentialByName.readFirst(db, { tenantId, name });
     return row && toRow(row);
   }
   return lookups(db).submit({ tenantId, name });

@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import type { Db } from "../store/database";
 import { isPostgres } from "../store/postgres";
+import { PreparedQuery } from "../store/prepared";
 import type { JobRow } from "../store/schema";
 
 export type JobStatus = "queued" | "starting_browser" | "running" | "completed" | "failed" | "cancelled";
@@ -79,14 +80,21 @@ export async function insertReferenceRows(db: Db, rows: readonly NewReference[])
   }
 }
 
-/** The credentials a job holds, with what is needed to open them. */
-export async function referencedCredentials(db: Db, jobId: string) {
-  return db
+const referenced = new PreparedQuery<{ jobId: string }, { id: string; name: string; version: number; sealed_value: Uint8Array; seal_format: number }>((db, slot) =>
+  db
     .selectFrom("job_credentials")
     .innerJoin("credentials", "credentials.id", "job_credentials.credential_id")
     .select(["credentials.id", "credentials.name", "credentials.version", "credentials.sealed_value", "credentials.seal_format"])
-    .where("job_credentials.job_id", "=", jobId)
-    .execute();
+    .where("job_credentials.job_id", "=", slot("jobId")),
+);
+
+/**
+ * The credentials a job holds, with what is needed to open them: read just
+ * before its handler starts, from the references its creating transaction
+ * committed (so the read connection sees them).
+ */
+export async function referencedCredentials(db: Db, jobId: string) {
+  return referenced.read(db, { jobId });
 }
 
 /** Removes a job's references: done in the transaction that ends the job. */

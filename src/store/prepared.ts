@@ -1,5 +1,5 @@
 import { CompiledQuery, type Compilable } from "kysely";
-import type { Db } from "./database";
+import { readerOf, type Db } from "./database";
 import { isPostgres } from "./postgres";
 
 /**
@@ -39,6 +39,22 @@ export class PreparedQuery<Input extends Record<string, unknown>, Row> {
 
   async executeTakeFirst(db: Db, input: Input): Promise<Row | undefined> {
     return (await this.execute(db, input))[0];
+  }
+
+  /**
+   * A read of committed data: through the database's read connection when
+   * it has one (SQLite, outside a transaction: no wait behind a write), else
+   * like execute.
+   */
+  async read(db: Db, input: Input): Promise<Row[]> {
+    const reader = readerOf(db);
+    return reader ? reader.all<Row>(this.compiled(db).sql, this.parameters(db, input)) : this.execute(db, input);
+  }
+
+  /** The first row of `read`. */
+  async readFirst(db: Db, input: Input): Promise<Row | undefined> {
+    const reader = readerOf(db);
+    return reader ? reader.get<Row>(this.compiled(db).sql, this.parameters(db, input)) : this.executeTakeFirst(db, input);
   }
 }
 

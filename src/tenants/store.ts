@@ -71,8 +71,7 @@ const apiKeyByHash = new PreparedQuery<{ keyHash: string }, ApiKeyLookup>((db, s
 
 /** On the path of every request: read through the read connection when there is one. */
 export async function findApiKeyByHash(db: Db, keyHash: string): Promise<ApiKeyLookup | undefined> {
-  const reader = readerOf(db);
-  if (reader) return reader.get<ApiKeyLookup>(apiKeyByHash.compiled(db).sql, apiKeyByHash.parameters(db, { keyHash }));
+  if (readerOf(db)) return apiKeyByHash.readFirst(db, { keyHash });
   let lookups = keyLookups.get(db);
   if (!lookups) {
     // Requests that arrive together share one query (a round trip each is most of a request's cost on PostgreSQL).
