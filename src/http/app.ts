@@ -128,7 +128,9 @@ export function createApp(deps: AppDeps, routes: readonly RouteDef[] = apiRoutes
       refuseNearMissFields(route.input, body.input);
       const parsed = route.input.safeParse(body.input);
       if (!parsed.success) throw validationError(parsed.error);
-      const output = await route.handler({ deps, caller, requestId, origin: requestOrigin(c.req.raw) }, parsed.data);
+      const request = c.req.raw;
+      // The origin is worked out (a URL parse) only by the few routes that use it.
+      const output = await route.handler({ deps, caller, requestId, get origin() { return requestOrigin(request); } }, parsed.data);
       status = 200;
       response = await sendJson(c, wrap(enveloped, output));
     } catch (thrown) {
