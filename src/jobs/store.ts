@@ -1,7 +1,7 @@
 import { sql } from "kysely";
 import type { Db } from "../store/database";
 import { isPostgres } from "../store/postgres";
-import { PreparedQuery } from "../store/prepared";
+import { listInput, listSlots, PreparedQueries, PreparedQuery } from "../store/prepared";
 import type { JobRow } from "../store/schema";
 
 export type JobStatus = "queued" | "starting_browser" | "running" | "completed" | "failed" | "cancelled";
@@ -99,9 +99,13 @@ export async function referencedCredentials(db: Db, jobId: string) {
 }
 
 /** Removes a job's references: done in the transaction that ends the job. */
+const releaseQueries = new PreparedQueries<Record<string, string>, unknown>(
+  (size) => new PreparedQuery((db, slot) => db.deleteFrom("job_credentials").where("job_id", "in", listSlots("job", Number(size)).map((name) => slot(name)))),
+);
+
 export async function releaseJobReferences(db: Db, jobIds: readonly string[]): Promise<void> {
   if (jobIds.length === 0) return;
-  await db.deleteFrom("job_credentials").where("job_id", "in", jobIds).execute();
+  await releaseQueries.for(jobIds.length).execute(db, listInput("job", jobIds));
 }
 
 /**
@@ -192,14 +196,27 @@ export interface Lease {
  * claiming at this moment are skipped (FOR UPDATE SKIP LOCKED) rather than
  * waited for: each claimer takes what is free and moves on.
  */
+const markRunningQueries = new PreparedQueries<Record<string, string | null>, JobRow>(
+  (size) =>
+    new PreparedQuery((db, slot) =>
+      db
+        .updateTable("jobs")
+        .set({ status: "running", started_at: slot("at"), lease_owner: slot("owner"), lease_expires_at: slot("expiresAt") })
+        .where("id", "in", listSlots("id", Number(size)).map((name) => slot(name)))
+        .where("status", "=", "queued")
+        .returningAll(),
+    ),
+);
+
 export async function markRunning(db: Db, ids: readonly string[], at: string, lease: Lease): Promise<JobRow[]> {
   if (ids.length === 0) return [];
-  const update = db.updateTable("jobs").set({ status: "running", started_at: at, lease_owner: lease.owner, lease_expires_at: lease.expiresAt });
-  if (!isPostgres(db)) return update.where("id", "in", ids).where("status", "=", "queued").returningAll().execute();
-  return update
-    .where("id", "in", (eb) =>
-      eb.selectFrom("jobs").select("id").where("id", "in", ids).where("status", "=", "queued").forUpdate().skipLocked(),
-    )
+  if (!isPostgres(db)) {
+    return markRunningQueries.for(ids.length).execute(db, { at, owner: lease.owner, expiresAt: lease.expiresAt, ...listInput("id", ids) });
+  }
+  return db
+    .updateTable("jobs")
+    .set({ status: "running", started_at: at, lease_owner: lease.owner, lease_expires_at: lease.expiresAt })
+    .where("id", "in", (eb) => eb.selectFrom("jobs").select("id").where("id", "in", ids).where("status", "=", "queued").forUpdate().skipLocked())
     .returningAll()
     .execute();
 }
@@ -258,23 +275,38 @@ export interface JobEnd {
  * CASE on the id); returns the rows it ended, in no particular order: a job
  * that had already ended is not among them.
  */
+const endQueries = new PreparedQueries<Record<string, string | null>, JobRow>((key) => {
+  const [size, from] = [Number(key.split("|")[0]), key.split("|")[1]!.split(",") as JobStatus[]];
+  const n = Array.from({ length: size }, (_, i) => i);
+  return new PreparedQuery((db, slot) => {
+    const byId = (column: keyof JobEnd) => sql<string | null>`CASE id ${sql.join(n.map((i) => sql`WHEN ${slot(`id${i}`)} THEN ${slot(`${column}${i}`)}`), sql` `)} END`;
+    return db
+      .updateTable("jobs")
+      .set({
+        status: byId("status") as unknown as JobEnd["status"],
+        failure_class: byId("failure_class"),
+        result: byId("result"),
+        error: byId("error"),
+        mapped_stack: byId("mapped_stack"),
+        completed_at: byId("completed_at") as unknown as string,
+      })
+      .where("id", "in", listSlots("id", size).map((name) => slot(name)))
+      .where("status", "in", from)
+      .returningAll();
+  });
+});
+
+const END_COLUMNS = ["status", "failure_class", "result", "error", "mapped_stack", "completed_at"] as const;
+
+/** Ends these jobs, each as given, if still in one of the `from` statuses; the rows that changed. One statement, compiled once per batch size. */
 export async function endJobs(db: Db, ends: readonly { id: string; end: JobEnd }[], from: readonly JobStatus[]): Promise<JobRow[]> {
   if (ends.length === 0) return [];
-  const byId = (column: keyof JobEnd) => sql<string | null>`CASE id ${sql.join(ends.map(({ id, end }) => sql`WHEN ${id} THEN ${end[column]}`), sql` `)} END`;
-  return db
-    .updateTable("jobs")
-    .set({
-      status: byId("status") as unknown as JobEnd["status"],
-      failure_class: byId("failure_class"),
-      result: byId("result"),
-      error: byId("error"),
-      mapped_stack: byId("mapped_stack"),
-      completed_at: byId("completed_at") as unknown as string,
-    })
-    .where("id", "in", ends.map((e) => e.id))
-    .where("status", "in", from)
-    .returningAll()
-    .execute();
+  const input: Record<string, string | null> = {};
+  ends.forEach(({ id, end }, i) => {
+    input[`id${i}`] = id;
+    for (const column of END_COLUMNS) input[`${column}${i}`] = end[column];
+  });
+  return endQueries.for(`${ends.length}|${from.join(",")}`).execute(db, input);
 }
 
 export async function requestCancel(db: Db, id: string, at: string): Promise<void> {

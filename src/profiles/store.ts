@@ -1,6 +1,7 @@
 import type { Selectable } from "kysely";
 import type { BrowserProfilesTable } from "../store/schema";
 import type { Db } from "../store/database";
+import { listInput, listSlots, PreparedQueries, PreparedQuery } from "../store/prepared";
 
 export interface ProfileRow {
   id: string;
@@ -82,7 +83,12 @@ export async function insertJobReference(db: Db, tenantId: string, jobId: string
   await db.insertInto("job_profiles").values({ job_id: jobId, profile_id: profileId, tenant_id: tenantId, created_at: at }).onConflict((oc) => oc.doNothing()).execute();
 }
 
+const releaseQueries = new PreparedQueries<Record<string, string>, unknown>(
+  (size) => new PreparedQuery((db, slot) => db.deleteFrom("job_profiles").where("job_id", "in", listSlots("job", Number(size)).map((name) => slot(name)))),
+);
+
+/** Removes ended jobs' references (in the transaction that ends them: every job end runs it), compiled once per batch size. */
 export async function releaseJobReferences(db: Db, jobIds: readonly string[]): Promise<void> {
   if (jobIds.length === 0) return;
-  await db.deleteFrom("job_profiles").where("job_id", "in", jobIds).execute();
+  await releaseQueries.for(jobIds.length).execute(db, listInput("job", jobIds));
 }

@@ -58,6 +58,35 @@ export class PreparedQuery<Input extends Record<string, unknown>, Row> {
   }
 }
 
+/**
+ * Prepared queries of one kind whose SQL depends on a key, typically how many
+ * values an IN list holds: one PreparedQuery per key, each compiled once (a
+ * batch of n jobs ends with the query for n). At most `maxKeys` are kept.
+ */
+export class PreparedQueries<Input extends Record<string, unknown>, Row> {
+  readonly #byKey = new Map<string, PreparedQuery<Input, Row>>();
+
+  constructor(
+    private readonly make: (key: string) => PreparedQuery<Input, Row>,
+    private readonly maxKeys = 256,
+  ) {}
+
+  for(key: string | number): PreparedQuery<Input, Row> {
+    const k = String(key);
+    let query = this.#byKey.get(k);
+    if (!query) {
+      if (this.#byKey.size >= this.maxKeys) this.#byKey.clear();
+      this.#byKey.set(k, (query = this.make(k)));
+    }
+    return query;
+  }
+}
+
+/** The slots of an IN list of `size` values, and the input that fills them: `${prefix}0`, `${prefix}1`, ... */
+export const listSlots = (prefix: string, size: number) => Array.from({ length: size }, (_, i) => `${prefix}${i}`);
+export const listInput = <T>(prefix: string, values: readonly T[]): Record<string, T> =>
+  Object.fromEntries(values.map((value, i) => [`${prefix}${i}`, value]));
+
 export interface Compiled<Input> {
   sql: string;
   /** Each parameter: an input by name, or a constant the query itself holds (e.g. a status it filters on). */

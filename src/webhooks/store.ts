@@ -2,6 +2,7 @@ import { insertionOrder } from "../store/dialect";
 import { isPostgres } from "../store/postgres";
 import type { Db } from "../store/database";
 import type { WebhookDeliveriesTable, WebhookEndpointsTable } from "../store/schema";
+import { PreparedQuery } from "../store/prepared";
 
 /** All SQL of webhooks: endpoints and the delivery outbox. Row types stop here. */
 
@@ -65,16 +66,19 @@ export async function findEndpoint(db: Db, tenantId: string, id: string): Promis
   return row && toEndpoint(row);
 }
 
-/** The endpoints a job's end is delivered to (rule 3 of API.md). */
-export async function listActiveEndpoints(db: Db, tenantId: string): Promise<{ id: string; url: string }[]> {
-  return db
+const activeEndpoints = new PreparedQuery<{ tenantId: string }, { id: string; url: string }>((db, slot) =>
+  db
     .selectFrom("webhook_endpoints")
     .select(["id", "url"])
-    .where("tenant_id", "=", tenantId)
+    .where("tenant_id", "=", slot("tenantId"))
     .where("active", "=", 1)
     .orderBy("created_at")
-    .orderBy(insertionOrder(db))
-    .execute();
+    .orderBy(insertionOrder(db)),
+);
+
+/** The endpoints a job's end is delivered to (rule 3 of API.md): read in every job end's transaction, so compiled once. */
+export async function listActiveEndpoints(db: Db, tenantId: string): Promise<{ id: string; url: string }[]> {
+  return activeEndpoints.execute(db, { tenantId });
 }
 
 export async function updateEndpoint(
