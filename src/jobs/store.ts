@@ -119,28 +119,29 @@ export async function releaseJobReferences(db: Db, jobIds: readonly string[]): P
  */
 export async function queuedCandidates(db: Db, perTenant: number): Promise<Candidate[]> {
   if (isPostgres(db)) return queuedCandidatesWithRunning(db, perTenant);
-  const tenants = await sql<{ tenant_id: string }>`
+  const tenants = await queuedTenants.execute(db, {});
+  const candidates: Candidate[] = [];
+  for (const { tenant_id } of tenants) {
+    const head = await queuedHead.execute(db, { tenantId: tenant_id, limit: perTenant });
+    head.forEach((row, i) => candidates.push({ ...row, rank: i + 1 }));
+  }
+  return candidates;
+}
+
+// Both run on every claim (SQLite): compiled once.
+const queuedTenants = new PreparedQuery<Record<string, never>, { tenant_id: string }>(
+  () => sql<{ tenant_id: string }>`
     WITH RECURSIVE queued(tenant_id) AS (
       SELECT MIN(tenant_id) FROM jobs WHERE status = 'queued'
       UNION ALL
       SELECT (SELECT MIN(tenant_id) FROM jobs WHERE status = 'queued' AND tenant_id > queued.tenant_id)
       FROM queued WHERE queued.tenant_id IS NOT NULL
     )
-    SELECT tenant_id FROM queued WHERE tenant_id IS NOT NULL`.execute(db);
-  const candidates: Candidate[] = [];
-  for (const { tenant_id } of tenants.rows) {
-    const head = await db
-      .selectFrom("jobs")
-      .select(["id", "tenant_id", "seq"])
-      .where("status", "=", "queued")
-      .where("tenant_id", "=", tenant_id)
-      .orderBy("seq")
-      .limit(perTenant)
-      .execute();
-    head.forEach((row, i) => candidates.push({ ...row, rank: i + 1 }));
-  }
-  return candidates;
-}
+    SELECT tenant_id FROM queued WHERE tenant_id IS NOT NULL`,
+);
+const queuedHead = new PreparedQuery<{ tenantId: string; limit: number }, { id: string; tenant_id: string; seq: number }>((db, slot) =>
+  db.selectFrom("jobs").select(["id", "tenant_id", "seq"]).where("status", "=", "queued").where("tenant_id", "=", slot("tenantId")).orderBy("seq").limit(slot("limit")),
+);
 
 export interface Candidate {
   id: string;

@@ -1,4 +1,4 @@
-import { CompiledQuery, type Compilable } from "kysely";
+import { CompiledQuery } from "kysely";
 import { readerOf, type Db } from "./database";
 import { isPostgres } from "./postgres";
 
@@ -13,11 +13,14 @@ import { isPostgres } from "./postgres";
  * its parameters are Kysely's, for each dialect, never written by hand. The
  * driver then reuses its prepared statement for the SQL (database.ts).
  */
+/** A query builder, or a raw `sql` template (which compiles against a database). */
+type Buildable<Row> = { compile(db: Db): CompiledQuery<Row> };
+
 export class PreparedQuery<Input extends Record<string, unknown>, Row> {
-  readonly #build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Compilable<Row>;
+  readonly #build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Buildable<Row>;
   readonly #compiled: { sqlite?: Compiled<Input>; postgres?: Compiled<Input> } = {};
 
-  constructor(build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Compilable<Row>) {
+  constructor(build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Buildable<Row>) {
     this.#build = build;
   }
 
@@ -100,13 +103,13 @@ const SLOT_PREFIX = "\u0000understudy-slot:";
 
 function compile<Input extends Record<string, unknown>>(
   db: Db,
-  build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Compilable<unknown>,
+  build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Buildable<unknown>,
 ): Compiled<Input> {
   const named = new Set<string>();
   const compiled = build(db, (name) => {
     named.add(name);
     return `${SLOT_PREFIX}${name}` as never;
-  }).compile();
+  }).compile(db);
   const slots = compiled.parameters.map((parameter) =>
     typeof parameter === "string" && parameter.startsWith(SLOT_PREFIX) ? { name: parameter.slice(SLOT_PREFIX.length) as keyof Input & string } : { constant: parameter },
   );
