@@ -102,22 +102,19 @@ export async function findCredentialsByNames(db: Db, tenantId: string, names: re
 export async function insertCredentials(db: Db, rows: readonly CredentialRow[]): Promise<void> {
   if (rows.length === 1) return insertCredential(db, rows[0]!);
   if (rows.length === 0) return;
-  await db
-    .insertInto("credentials")
-    .values(
-      rows.map((row) => ({
-        id: row.id,
-        tenant_id: row.tenantId,
-        name: row.name,
-        sealed_value: row.sealedValue,
-        version: row.version,
-        seal_format: row.sealFormat,
-        created_at: row.createdAt,
-        updated_at: row.updatedAt,
-      })),
-    )
-    .execute();
+  await db.insertInto("credentials").values(rows.map(toColumns)).execute();
 }
+
+const toColumns = (row: CredentialRow) => ({
+  id: row.id,
+  tenant_id: row.tenantId,
+  name: row.name,
+  sealed_value: row.sealedValue,
+  version: row.version,
+  seal_format: row.sealFormat,
+  created_at: row.createdAt,
+  updated_at: row.updatedAt,
+});
 
 export async function findCredentialById(db: Db, tenantId: string, id: string): Promise<CredentialRow | undefined> {
   const row = await db
