@@ -47,24 +47,21 @@ export async function listJobs(
   return query.orderBy("seq", "desc").limit(filter.limit).execute();
 }
 
-/** Stored credentials of the tenant with these names: what a job will use. */
+const credentialIdsQueries = new PreparedQueries<Record<string, string>, { id: string; name: string }>(
+  (size) =>
+    new PreparedQuery((db, slot) =>
+      db
+        .selectFrom("credentials")
+        .select(["id", "name"])
+        .where("tenant_id", "=", slot("tenantId"))
+        .where("name", "in", listSlots("name", Number(size)).map((name) => slot(name))),
+    ),
+);
+
+/** Stored credentials of the tenant with these names: what a job will use (on every create and claim: compiled once per count of names). */
 export async function findCredentialIdsByName(db: Db, tenantId: string, names: readonly string[]) {
   if (names.length === 0) return [];
-  return db
-    .selectFrom("credentials")
-    .select(["id", "name"])
-    .where("tenant_id", "=", tenantId)
-    .where("name", "in", names)
-    .execute();
-}
-
-export async function insertReferences(db: Db, tenantId: string, jobId: string, credentialIds: readonly string[], at: string) {
-  if (credentialIds.length === 0) return;
-  await db
-    .insertInto("job_credentials")
-    .values(credentialIds.map((credential_id) => ({ job_id: jobId, credential_id, tenant_id: tenantId, created_at: at })))
-    .onConflict((oc) => oc.doNothing())
-    .execute();
+  return credentialIdsQueries.for(names.length).execute(db, { tenantId, ...listInput("name", names) });
 }
 
 export type NewReference = { job_id: string; credential_id: string; tenant_id: string; created_at: string };
@@ -72,13 +69,30 @@ export type NewReference = { job_id: string; credential_id: string; tenant_id: s
 /** References of many jobs at once. */
 export async function insertReferenceRows(db: Db, rows: readonly NewReference[]): Promise<void> {
   for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    await db
-      .insertInto("job_credentials")
-      .values(rows.slice(i, i + ROWS_PER_INSERT))
-      .onConflict((oc) => oc.doNothing())
-      .execute();
+    const chunk = rows.slice(i, i + ROWS_PER_INSERT);
+    const input: Record<string, string> = {};
+    chunk.forEach((row, n) => Object.assign(input, { [`job${n}`]: row.job_id, [`credential${n}`]: row.credential_id, [`tenant${n}`]: row.tenant_id, [`at${n}`]: row.created_at }));
+    await referenceInserts.for(chunk.length).execute(db, input);
   }
 }
+
+// On every create and claim of a job that uses credentials: compiled once per row count.
+const referenceInserts = new PreparedQueries<Record<string, string>, unknown>(
+  (size) =>
+    new PreparedQuery((db, slot) =>
+      db
+        .insertInto("job_credentials")
+        .values(
+          Array.from({ length: Number(size) }, (_, n) => ({
+            job_id: slot(`job${n}`),
+            credential_id: slot(`credential${n}`),
+            tenant_id: slot(`tenant${n}`),
+            created_at: slot(`at${n}`),
+          })),
+        )
+        .onConflict((oc) => oc.doNothing()),
+    ),
+);
 
 const referenced = new PreparedQuery<{ jobId: string }, { id: string; name: string; version: number; sealed_value: Uint8Array; seal_format: number }>((db, slot) =>
   db

@@ -315,17 +315,25 @@ export class Runner {
         return !("error" in workflow) && (workflow.credentials.length > 0 || workflow.authProfile !== undefined);
       };
       await lockTenants(trx, rows.filter(holdsReferences).map((r) => r.tenant_id));
+      // A credential stored after the job was queued is used too: its
+      // reference is taken here, in the claim, before any value is read. One
+      // lookup per tenant and set of names, one insert for every reference.
+      const references: jobs.NewReference[] = [];
+      const stored = new Map<string, { id: string }[]>();
       for (const row of rows) {
-        // A credential stored after the job was queued is used too: its
-        // reference is taken here, in the claim, before any value is read.
         const workflow = workflows.get(row.id)!;
         const options = JSON.parse(row.options) as JobOptions;
         const wanted = ("error" in workflow ? [] : workflow.credentials).filter((name) => !options.caller_credential_names?.includes(name));
-        const stored = await jobs.findCredentialIdsByName(trx, row.tenant_id, wanted);
-        await jobs.insertReferences(trx, row.tenant_id, row.id, stored.map((c) => c.id), at);
+        if (wanted.length > 0) {
+          const key = [row.tenant_id, ...wanted].join("\u0000");
+          let found = stored.get(key);
+          if (!found) stored.set(key, (found = await jobs.findCredentialIdsByName(trx, row.tenant_id, wanted)));
+          for (const c of found) references.push({ job_id: row.id, credential_id: c.id, tenant_id: row.tenant_id, created_at: at });
+        }
         // Its browser profile cannot be deleted (or swapped) while it runs.
         if (!("error" in workflow) && workflow.authProfile) await referenceProfile(trx, row.tenant_id, row.id, workflow.authProfile.name, at);
       }
+      await jobs.insertReferenceRows(trx, references);
       // Registered before the claim commits, so a cancel that waits on this
       // transaction always finds the job's abort controller.
       // (A shutdown meanwhile waits for `done`, which covers the run.)
