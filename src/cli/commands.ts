@@ -61,9 +61,10 @@ ${ENV_HELP}`,
       const dbPath = config.dbPath ?? join(io.cwd, "data", "understudy.db");
       const keyring = { current: toMasterKey(config.masterKey), previous: config.masterKeyPrevious && toMasterKey(config.masterKeyPrevious) };
       const store = await openStore(config, dbPath, keyring);
+      const stopping = io.stopSignal();
       const server = await startServer(config, store, requestLogger(io), { workflowsDir: workflowsDirOf(io, config) });
       io.err(`${VERSION_STRING} listening on ${server.url} (database ${config.databaseUrl ? describeDatabaseUrl(config.databaseUrl) : dbPath}, master key ${keyring.current.id})\n`);
-      return serveUntilStopped(io, server);
+      return serveUntilStopped(io, server, stopping);
     },
   },
   dev: {
@@ -88,6 +89,7 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
         throw error;
       }
       const workflowsDir = workflowsDirOf(io, config);
+      const stopping = io.stopSignal();
       const server = await startServer(config, store, requestLogger(io), {
         workflowsDir,
         watchWorkflows: true,
@@ -112,7 +114,7 @@ in ./.understudy/dev-api-key. Listens on UNDERSTUDY_LISTEN (default 127.0.0.1:87
           signInLink: `${server.url}/ui/sign-in/link?token=${link.token}`,
         }),
       );
-      return serveUntilStopped(io, server);
+      return serveUntilStopped(io, server, stopping);
     },
   },
   keygen: {
@@ -485,8 +487,14 @@ function writeKeyFile(path: string, text: string): void {
   }
 }
 
-async function serveUntilStopped(io: Io, server: { close(): Promise<void> }): Promise<number> {
-  const signal = await io.stopSignal();
+/**
+ * Waits for SIGINT or SIGTERM, then closes the server. `stopping` is taken
+ * before the server starts listening: the server answers /healthz while the
+ * rest of its start-up finishes, and a SIGTERM sent on that first 200 must
+ * shut it down cleanly, not find no handler and kill it (exit 143).
+ */
+async function serveUntilStopped(io: Io, server: { close(): Promise<void> }, stopping: Promise<string>): Promise<number> {
+  const signal = await stopping;
   io.err(`received ${signal}, shutting down\n`);
   await server.close();
   return 0;
