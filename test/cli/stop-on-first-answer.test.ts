@@ -18,7 +18,7 @@ test("serve stopped by SIGTERM on its first /healthz 200 exits 0 after shutting 
   dirs.push(dir);
   // On the PostgreSQL pass, a schema of its own: start-up's last steps there are round trips, a wider window.
   const schema = onPostgres ? await freshSchema() : undefined;
-  const database = schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : { UNDERSTUDY_DB: join(dir.path, "understudy.db") };
+  const database: Record<string, string> = schema ? { UNDERSTUDY_DATABASE_URL: schema.url } : { UNDERSTUDY_DB: join(dir.path, "understudy.db") };
   const env = { UNDERSTUDY_MASTER_KEY: newMasterKey().text, ...database };
   for (let run = 0; run < 5; run++) {
     const port = freePort();
