@@ -1,4 +1,4 @@
-import { readerOf, type Db } from "../store/database";
+import type { Db } from "../store/database";
 import { Batcher } from "../store/batcher";
 import { isPostgres } from "../store/postgres";
 import { PreparedQuery } from "../store/prepared";
@@ -55,11 +55,9 @@ const credentialByName = new PreparedQuery<{ tenantId: string; name: string }, P
  * there is one) and every upsert (in its transaction).
  */
 export async function findCredentialByName(db: Db, tenantId: string, name: string): Promise<CredentialRow | undefined> {
-  if (readerOf(db) || db.isTransaction || !isPostgres(db)) {
-    const row = await credentialByName.readFirst(db, { tenantId, name });
-    return row && toRow(row);
-  }
-  return lookups(db).submit({ tenantId, name });
+  if (isPostgres(db) && !db.isTransaction) return lookups(db).submit({ tenantId, name });
+  const row = await credentialByName.readFirst(db, { tenantId, name });
+  return row && toRow(row);
 }
 
 type Lookup = { tenantId: string; name: string };

@@ -54,7 +54,7 @@ const credentialIdsQueries = new PreparedQueries<Record<string, string>, { id: s
         .selectFrom("credentials")
         .select(["id", "name"])
         .where("tenant_id", "=", slot("tenantId"))
-        .where("name", "in", listSlots("name", Number(size)).map((name) => slot(name))),
+        .where("name", "in", listSlots(slot, "name", Number(size))),
     ),
 );
 
@@ -112,11 +112,11 @@ export async function referencedCredentials(db: Db, jobId: string) {
   return referenced.execute(db, { jobId });
 }
 
-/** Removes a job's references: done in the transaction that ends the job. */
 const releaseQueries = new PreparedQueries<Record<string, string>, unknown>(
-  (size) => new PreparedQuery((db, slot) => db.deleteFrom("job_credentials").where("job_id", "in", listSlots("job", Number(size)).map((name) => slot(name)))),
+  (size) => new PreparedQuery((db, slot) => db.deleteFrom("job_credentials").where("job_id", "in", listSlots(slot, "job", Number(size)))),
 );
 
+/** Removes a job's references: done in the transaction that ends the job. */
 export async function releaseJobReferences(db: Db, jobIds: readonly string[]): Promise<void> {
   if (jobIds.length === 0) return;
   await releaseQueries.for(jobIds.length).execute(db, listInput("job", jobIds));
@@ -205,24 +205,24 @@ export interface Lease {
   expiresAt: string;
 }
 
-/**
- * Moves the given queued jobs to running, leased to this instance; returns
- * the rows that were still queued. On PostgreSQL, rows another instance is
- * claiming at this moment are skipped (FOR UPDATE SKIP LOCKED) rather than
- * waited for: each claimer takes what is free and moves on.
- */
 const markRunningQueries = new PreparedQueries<Record<string, string | null>, JobRow>(
   (size) =>
     new PreparedQuery((db, slot) =>
       db
         .updateTable("jobs")
         .set({ status: "running", started_at: slot("at"), lease_owner: slot("owner"), lease_expires_at: slot("expiresAt") })
-        .where("id", "in", listSlots("id", Number(size)).map((name) => slot(name)))
+        .where("id", "in", listSlots(slot, "id", Number(size)))
         .where("status", "=", "queued")
         .returningAll(),
     ),
 );
 
+/**
+ * Moves the given queued jobs to running, leased to this instance; returns
+ * the rows that were still queued. On PostgreSQL, rows another instance is
+ * claiming at this moment are skipped (FOR UPDATE SKIP LOCKED) rather than
+ * waited for: each claimer takes what is free and moves on.
+ */
 export async function markRunning(db: Db, ids: readonly string[], at: string, lease: Lease): Promise<JobRow[]> {
   if (ids.length === 0) return [];
   if (!isPostgres(db)) {
@@ -285,11 +285,6 @@ export interface JobEnd {
   completed_at: string;
 }
 
-/**
- * Ends the jobs that are in one of `from`, in one statement (each column a
- * CASE on the id); returns the rows it ended, in no particular order: a job
- * that had already ended is not among them.
- */
 const endQueries = new PreparedQueries<Record<string, string | null>, JobRow>((key) => {
   const [size, from] = [Number(key.split("|")[0]), key.split("|")[1]!.split(",") as JobStatus[]];
   const n = Array.from({ length: size }, (_, i) => i);
@@ -305,7 +300,7 @@ const endQueries = new PreparedQueries<Record<string, string | null>, JobRow>((k
         mapped_stack: byId("mapped_stack"),
         completed_at: byId("completed_at") as unknown as string,
       })
-      .where("id", "in", listSlots("id", size).map((name) => slot(name)))
+      .where("id", "in", listSlots(slot, "id", size))
       .where("status", "in", from)
       .returningAll();
   });
@@ -313,7 +308,11 @@ const endQueries = new PreparedQueries<Record<string, string | null>, JobRow>((k
 
 const END_COLUMNS = ["status", "failure_class", "result", "error", "mapped_stack", "completed_at"] as const;
 
-/** Ends these jobs, each as given, if still in one of the `from` statuses; the rows that changed. One statement, compiled once per batch size. */
+/**
+ * Ends the jobs that are in one of `from`, in one statement (each column a
+ * CASE on the id); returns the rows it ended, in no particular order: a job
+ * that had already ended is not among them. Compiled once per batch size.
+ */
 export async function endJobs(db: Db, ends: readonly { id: string; end: JobEnd }[], from: readonly JobStatus[]): Promise<JobRow[]> {
   if (ends.length === 0) return [];
   const input: Record<string, string | null> = {};

@@ -84,7 +84,7 @@ export async function insertJobReference(db: Db, tenantId: string, jobId: string
 }
 
 const releaseQueries = new PreparedQueries<Record<string, string>, unknown>(
-  (size) => new PreparedQuery((db, slot) => db.deleteFrom("job_profiles").where("job_id", "in", listSlots("job", Number(size)).map((name) => slot(name)))),
+  (size) => new PreparedQuery((db, slot) => db.deleteFrom("job_profiles").where("job_id", "in", listSlots(slot, "job", Number(size)))),
 );
 
 /** Removes ended jobs' references (in the transaction that ends them: every job end runs it), compiled once per batch size. */

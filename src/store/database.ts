@@ -27,7 +27,6 @@ export type Db = Kysely<Database>;
  */
 export interface Reader {
   get<T>(sql: string, params: readonly unknown[]): T | undefined;
-  all<T>(sql: string, params: readonly unknown[]): T[];
   close(): void;
 }
 
@@ -63,7 +62,6 @@ async function openRaw(path: string, busyTimeoutMs: number): Promise<{ db: Sqlit
         conn.run(`PRAGMA busy_timeout = ${Math.floor(busyTimeoutMs)}`);
         return {
           get: <T>(sql: string, params: readonly unknown[]) => (conn.query(sql).get(...(params as never[])) as T | null) ?? undefined,
-          all: <T>(sql: string, params: readonly unknown[]) => conn.query(sql).all(...(params as never[])) as T[],
           close: () => conn.close(),
         };
       },
@@ -97,15 +95,13 @@ async function openRaw(path: string, busyTimeoutMs: number): Promise<{ db: Sqlit
       const conn = new BetterSqlite(path);
       conn.pragma("query_only = ON");
       conn.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
-      const cache = new Map<string, { get(...params: unknown[]): unknown; all(...params: unknown[]): unknown[] }>();
-      const prepared = (sql: string) => {
-        let statement = cache.get(sql);
-        if (!statement) cache.set(sql, (statement = conn.prepare(sql) as unknown as { get(...params: unknown[]): unknown; all(...params: unknown[]): unknown[] }));
-        return statement;
-      };
+      const cache = new Map<string, { get(...params: unknown[]): unknown }>();
       return {
-        get: <T>(sql: string, params: readonly unknown[]) => prepared(sql).get(...(params as unknown[])) as T | undefined,
-        all: <T>(sql: string, params: readonly unknown[]) => prepared(sql).all(...(params as unknown[])) as T[],
+        get<T>(sql: string, params: readonly unknown[]) {
+          let statement = cache.get(sql);
+          if (!statement) cache.set(sql, (statement = conn.prepare(sql) as unknown as { get(...params: unknown[]): unknown }));
+          return statement.get(...(params as unknown[])) as T | undefined;
+        },
         close: () => conn.close(),
       };
     },

@@ -2,6 +2,9 @@ import { CompiledQuery } from "kysely";
 import { readerOf, type Db } from "./database";
 import { isPostgres } from "./postgres";
 
+/** A query builder, or a raw `sql` template (which compiles against a database). */
+type Buildable<Row> = { compile(db: Db): CompiledQuery<Row> };
+
 /**
  * A query that Kysely builds and compiles once per engine, then runs again
  * with other values: on the hot paths (every request's API key, every
@@ -13,9 +16,6 @@ import { isPostgres } from "./postgres";
  * its parameters are Kysely's, for each dialect, never written by hand. The
  * driver then reuses its prepared statement for the SQL (database.ts).
  */
-/** A query builder, or a raw `sql` template (which compiles against a database). */
-type Buildable<Row> = { compile(db: Db): CompiledQuery<Row> };
-
 export class PreparedQuery<Input extends Record<string, unknown>, Row> {
   readonly #build: (db: Db, slot: <K extends keyof Input & string>(name: K) => Input[K]) => Buildable<Row>;
   readonly #compiled: { sqlite?: Compiled<Input>; postgres?: Compiled<Input> } = {};
@@ -30,14 +30,9 @@ export class PreparedQuery<Input extends Record<string, unknown>, Row> {
     return (this.#compiled[engine] ??= compile(db, this.#build));
   }
 
-  /** The parameters for these inputs, in the compiled order. */
-  parameters(db: Db, input: Input): unknown[] {
-    return this.compiled(db).slots.map((slot) => (slot.name === undefined ? slot.constant : input[slot.name]));
-  }
-
   async execute(db: Db, input: Input): Promise<Row[]> {
-    const { sql } = this.compiled(db);
-    return (await db.executeQuery<Row>(CompiledQuery.raw(sql, this.parameters(db, input)))).rows;
+    const { sql, slots } = this.compiled(db);
+    return (await db.executeQuery<Row>(CompiledQuery.raw(sql, parameters(slots, input)))).rows;
   }
 
   async executeTakeFirst(db: Db, input: Input): Promise<Row | undefined> {
@@ -45,20 +40,21 @@ export class PreparedQuery<Input extends Record<string, unknown>, Row> {
   }
 
   /**
-   * A read of committed data: through the database's read connection when
-   * it has one (SQLite, outside a transaction: no wait behind a write), else
-   * like execute.
+   * The first row, read from committed data: through the database's read
+   * connection when it has one (SQLite, outside a transaction: no wait
+   * behind a write), else like executeTakeFirst.
    */
-  async read(db: Db, input: Input): Promise<Row[]> {
-    const reader = readerOf(db);
-    return reader ? reader.all<Row>(this.compiled(db).sql, this.parameters(db, input)) : this.execute(db, input);
-  }
-
-  /** The first row of `read`. */
   async readFirst(db: Db, input: Input): Promise<Row | undefined> {
     const reader = readerOf(db);
-    return reader ? reader.get<Row>(this.compiled(db).sql, this.parameters(db, input)) : this.executeTakeFirst(db, input);
+    if (!reader) return this.executeTakeFirst(db, input);
+    const { sql, slots } = this.compiled(db);
+    return reader.get<Row>(sql, parameters(slots, input));
   }
+}
+
+/** The parameters for these inputs, in the compiled order. */
+function parameters<Input extends Record<string, unknown>>(slots: Compiled<Input>["slots"], input: Input): unknown[] {
+  return slots.map((slot) => (slot.name === undefined ? slot.constant : input[slot.name]));
 }
 
 /**
@@ -85,8 +81,8 @@ export class PreparedQueries<Input extends Record<string, unknown>, Row> {
   }
 }
 
-/** The slots of an IN list of `size` values, and the input that fills them: `${prefix}0`, `${prefix}1`, ... */
-export const listSlots = (prefix: string, size: number) => Array.from({ length: size }, (_, i) => `${prefix}${i}`);
+/** The slots of an IN list of `size` values (`${prefix}0`, `${prefix}1`, ...), and the input that fills them. */
+export const listSlots = <T>(slot: (name: string) => T, prefix: string, size: number): T[] => Array.from({ length: size }, (_, i) => slot(`${prefix}${i}`));
 export const listInput = <T>(prefix: string, values: readonly T[]): Record<string, T> =>
   Object.fromEntries(values.map((value, i) => [`${prefix}${i}`, value]));
 
