@@ -1,7 +1,7 @@
 import type { Db } from "../store/database";
 import { Batcher } from "../store/batcher";
 import { isPostgres } from "../store/postgres";
-import { PreparedQuery } from "../store/prepared";
+import { PreparedQueries, PreparedQuery } from "../store/prepared";
 
 export interface CredentialRow {
   id: string;
@@ -96,23 +96,37 @@ export async function findCredentialsByNames(db: Db, tenantId: string, names: re
   return rows.map(toRow);
 }
 
-/** New credentials, in one statement. */
+/** New credentials, in one statement (prepared once per row count). */
 export async function insertCredentials(db: Db, rows: readonly CredentialRow[]): Promise<void> {
   if (rows.length === 1) return insertCredential(db, rows[0]!);
   if (rows.length === 0) return;
-  await db.insertInto("credentials").values(rows.map(toColumns)).execute();
+  const input: Record<string, unknown> = {};
+  rows.forEach((row, i) => {
+    for (const field of CREDENTIAL_FIELDS) input[`${field}${i}`] = row[field];
+  });
+  await insertMany.for(rows.length).execute(db, input);
 }
 
-const toColumns = (row: CredentialRow) => ({
-  id: row.id,
-  tenant_id: row.tenantId,
-  name: row.name,
-  sealed_value: row.sealedValue,
-  version: row.version,
-  seal_format: row.sealFormat,
-  created_at: row.createdAt,
-  updated_at: row.updatedAt,
+const CREDENTIAL_FIELDS = ["id", "tenantId", "name", "sealedValue", "version", "sealFormat", "createdAt", "updatedAt"] as const satisfies readonly (keyof CredentialRow)[];
+
+const credentialColumns = <T>(slot: (field: (typeof CREDENTIAL_FIELDS)[number]) => T) => ({
+  id: slot("id"),
+  tenant_id: slot("tenantId"),
+  name: slot("name"),
+  sealed_value: slot("sealedValue"),
+  version: slot("version"),
+  seal_format: slot("sealFormat"),
+  created_at: slot("createdAt"),
+  updated_at: slot("updatedAt"),
 });
+
+// A batch of upserts inserts at most the Batcher's 64 new credentials at once.
+const insertMany = new PreparedQueries<Record<string, unknown>, never>(
+  (count) =>
+    new PreparedQuery<Record<string, unknown>, never>((db, slot) =>
+      db.insertInto("credentials").values(Array.from({ length: Number(count) }, (_, i) => credentialColumns((field) => slot(`${field}${i}`) as never))),
+    ),
+);
 
 export async function findCredentialById(db: Db, tenantId: string, id: string): Promise<CredentialRow | undefined> {
   const row = await db
@@ -133,16 +147,7 @@ export async function listCredentials(db: Db, tenantId: string, page: { afterNam
 }
 
 const insert = new PreparedQuery<CredentialRow & Record<string, unknown>, never>((db, slot) =>
-  db.insertInto("credentials").values({
-    id: slot("id"),
-    tenant_id: slot("tenantId"),
-    name: slot("name"),
-    sealed_value: slot("sealedValue"),
-    version: slot("version"),
-    seal_format: slot("sealFormat"),
-    created_at: slot("createdAt"),
-    updated_at: slot("updatedAt"),
-  }),
+  db.insertInto("credentials").values(credentialColumns((field) => slot(field) as never)),
 );
 
 export async function insertCredential(db: Db, row: CredentialRow): Promise<void> {
