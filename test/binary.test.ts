@@ -15,6 +15,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildAll, ROOT, type BuildResult } from "../scripts/build";
+import { describeWithChromium } from "./chromium";
+import { uploadBase64 } from "./deployments/upload";
+import { call, waitForBuild, waitForJob } from "./e2e/serve-child";
 
 const BUILD_TIMEOUT_MS = 120_000;
 const COMMAND_TIMEOUT_MS = 15_000;
@@ -322,4 +325,70 @@ export default workflow("binary-echo", {
     expect(JSON.parse(run.stdout)).toEqual({ who: "local", length: 16, reversed: "4321-vnetod-morf" });
     expect(run.stderr).toContain("greeting local");
   }, 60_000);
+});
+
+// playwright-core is the binary's second entry point (scripts/build.ts,
+// splitPlaywright): the binary, alone, must still find it, both for the
+// server's own browser (ctx.page) and for deployed code that requires
+// "playwright" in its worker process.
+describeWithChromium("compiled binary, alone in a directory: playwright-core, its second entry point", (chromium) => {
+  const WORKFLOW = `import { workflow } from "libretto";
+
+export default workflow("binary-page", {
+  startUrl: "data:text/html,<title>binary page</title><h1 id=h>from the binary</h1>",
+  async handler(ctx) {
+    return { title: await ctx.page.title(), h1: await ctx.page.textContent("#h") };
+  },
+});
+`;
+
+  test("a browser job of a workflow file, and a deployed workflow that requires playwright, both complete", async () => {
+    const dir = join(work, "binary-browser");
+    mkdirSync(join(dir, "workflows"), { recursive: true });
+    copyFileSync(built.binary!.path, join(dir, "understudy"));
+    await Bun.write(join(dir, "workflows", "page.ts"), WORKFLOW);
+    const command = [join(dir, "understudy")];
+    const env = cleanEnv(dir);
+    const dbPath = join(dir, "u.db");
+    const masterKey = (await runCommand([...command, "keygen"], dir, env)).stdout.trim();
+    expect((await runCommand([...command, "tenants", "create", "acme", "--db", dbPath], dir, env)).exitCode).toBe(0);
+    const apiKey = (await runCommand([...command, "keys", "create", "--tenant", "acme", "--db", dbPath], dir, env)).stdout.trim();
+
+    const port = await freePort();
+    const server = { url: `http://127.0.0.1:${port}` };
+    const child = Bun.spawn([...command, "serve"], {
+      cwd: dir,
+      env: cleanEnv(dir, { UNDERSTUDY_MASTER_KEY: masterKey, UNDERSTUDY_DB: dbPath, UNDERSTUDY_LISTEN: `127.0.0.1:${port}`, UNDERSTUDY_CHROMIUM_PATH: chromium }),
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    children.add(child);
+    let stderrSoFar = "";
+    void (async () => {
+      const decoder = new TextDecoder();
+      for await (const chunk of child.stderr) stderrSoFar += decoder.decode(chunk, { stream: true });
+    })();
+    const runJob = async (workflow: string) => {
+      const created = await call(server, apiKey, "/v1/jobs/create", { workflow, params: {} });
+      expect(created.status, JSON.stringify(created.body)).toBe(200);
+      const job = await waitForJob(server, apiKey, created.body.job_id, { timeoutMs: 60_000 });
+      return { status: job.status, error: job.error, result: job.result };
+    };
+    try {
+      await waitForHealthy(server.url, child, () => stderrSoFar);
+      expect(await runJob("binary-page")).toEqual({ status: "completed", error: null, result: { title: "binary page", h1: "from the binary" } });
+
+      const source = await uploadBase64({
+        workflows: [{ name: "binary-deployed", body: "const pw = require('playwright'); return { launch: typeof pw.chromium.launch, devices: Object.keys(pw.devices).length > 10 };" }],
+      });
+      const deployed = await call(server, apiKey, "/v1/deployments/create", { source, entry_point: "index.js", description: "binary test" });
+      expect(deployed.status, JSON.stringify(deployed.body)).toBe(200);
+      expect((await waitForBuild(server, apiKey, deployed.body.deployment_id, 60_000)).status).toBe("ready");
+      expect(await runJob("binary-deployed")).toEqual({ status: "completed", error: null, result: { launch: "function", devices: true } });
+    } finally {
+      child.kill("SIGTERM");
+      await withTimeout(child.exited, EXIT_TIMEOUT_MS, "shutdown after SIGTERM");
+      children.delete(child);
+    }
+  }, 150_000);
 });
