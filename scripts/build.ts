@@ -112,30 +112,6 @@ const inlinePlaywrightJson: import("bun").BunPlugin = {
   },
 };
 
-/** playwright-core's own entry point in the compiled binary (see splitPlaywright). */
-export const PLAYWRIGHT_ENTRY = join(ROOT, "src", "browser", "playwright-entry.ts");
-/**
- * Where the executable embeds it: Bun names each entry point's module by its
- * path from the entry points' common folder (src/), under /$bunfs/root.
- */
-const EMBEDDED_PLAYWRIGHT = "/$bunfs/root/browser/playwright-entry.js";
-
-/**
- * bun build --compile has no code splitting: one entry point means one
- * module, and playwright-core (7 of its 9 MB) was parsed at every start, by
- * a server that may never run a browser. It is a second entry point instead,
- * and every other import of it loads that module at run time (kept external,
- * by its embedded path). Measured: idle RSS 77.5 -> 75.7 MB.
- */
-const splitPlaywright: import("bun").BunPlugin = {
-  name: "split-playwright",
-  setup(build) {
-    build.onResolve({ filter: /^playwright-core$/ }, (args) =>
-      resolve(args.importer) === PLAYWRIGHT_ENTRY ? undefined : { path: EMBEDDED_PLAYWRIGHT, external: true },
-    );
-  },
-};
-
 /**
  * Builds one standalone executable. With a `target` it cross-compiles: Bun
  * then needs its own runtime for that platform, which it downloads from the
@@ -148,7 +124,7 @@ async function buildBinary(
   cross: { target?: Bun.Build.CompileTarget; executablePath?: string } = {},
 ): Promise<Artifact> {
   const result = await Bun.build({
-    entrypoints: [ENTRY, PLAYWRIGHT_ENTRY],
+    entrypoints: [ENTRY],
     target: "bun",
     format: "esm",
     // Precompiled bytecode: measured here, start-up to the first /healthz
@@ -162,7 +138,7 @@ async function buildBinary(
     // bundler that cannot resolve it fails the whole build.
     external: ["better-sqlite3", "pg-cloudflare"],
     define: defines(commit),
-    plugins: [inlinePlaywrightJson, splitPlaywright],
+    plugins: [inlinePlaywrightJson],
     compile: {
       outfile: outFile,
       ...(cross.target ? { target: cross.target } : {}),

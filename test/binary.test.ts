@@ -327,11 +327,11 @@ export default workflow("binary-echo", {
   }, 60_000);
 });
 
-// playwright-core is the binary's second entry point (scripts/build.ts,
-// splitPlaywright): the binary, alone, must still find it, both for the
-// server's own browser (ctx.page) and for deployed code that requires
-// "playwright" in its worker process.
-describeWithChromium("compiled binary, alone in a directory: playwright-core, its second entry point", (chromium) => {
+// playwright-core is bundled into the binary, with its package.json and
+// browsers.json inlined (scripts/build.ts): the binary, alone, must find it
+// both for the server's own browser (ctx.page) and for deployed code that
+// requires "playwright" in its worker process.
+describeWithChromium("compiled binary, alone in a directory: the playwright-core it carries", (chromium) => {
   const WORKFLOW = `import { workflow } from "libretto";
 
 export default workflow("binary-page", {
