@@ -249,6 +249,50 @@ for (const runtime of runtimes) {
   });
 }
 
+/**
+ * The compiled binary copied alone into `dir` with these workflow files, a
+ * tenant "acme" and its key made with the binary's own commands, then
+ * `serve` on a free port until healthy. Stop it with `stop()`.
+ */
+async function serveBinaryAlone(dir: string, workflows: Record<string, string>, extraEnv: Record<string, string> = {}) {
+  mkdirSync(join(dir, "workflows"), { recursive: true });
+  copyFileSync(built.binary!.path, join(dir, "understudy"));
+  for (const [name, source] of Object.entries(workflows)) await Bun.write(join(dir, "workflows", name), source);
+  const command = [join(dir, "understudy")];
+  const env = cleanEnv(dir);
+  const dbPath = join(dir, "u.db");
+  const masterKey = (await runCommand([...command, "keygen"], dir, env)).stdout.trim();
+  expect((await runCommand([...command, "tenants", "create", "acme", "--db", dbPath], dir, env)).exitCode).toBe(0);
+  const apiKey = (await runCommand([...command, "keys", "create", "--tenant", "acme", "--db", dbPath], dir, env)).stdout.trim();
+
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const server = Bun.spawn([...command, "serve"], {
+    cwd: dir,
+    env: cleanEnv(dir, { UNDERSTUDY_MASTER_KEY: masterKey, UNDERSTUDY_DB: dbPath, UNDERSTUDY_LISTEN: `127.0.0.1:${port}`, ...extraEnv }),
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  children.add(server);
+  let stderrSoFar = "";
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of server.stderr) stderrSoFar += decoder.decode(chunk, { stream: true });
+  })();
+  const stop = async () => {
+    server.kill("SIGTERM");
+    await withTimeout(server.exited, EXIT_TIMEOUT_MS, "shutdown after SIGTERM");
+    children.delete(server);
+  };
+  try {
+    await waitForHealthy(url, server, () => stderrSoFar);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { url, apiKey, command, env, stop };
+}
+
 describe("compiled binary: workflow files written for libretto, with no node_modules anywhere", () => {
   const WORKFLOW = `import { workflow } from "libretto";
 import { z } from "zod";
@@ -266,32 +310,8 @@ export default workflow("binary-echo", {
 
   test("serve runs a job of a workflow file with its declared credential; run reads LIBRETTO_CLOUD_* from .env", async () => {
     const dir = join(work, "binary-workflows");
-    mkdirSync(join(dir, "workflows"), { recursive: true });
-    copyFileSync(built.binary!.path, join(dir, "understudy"));
-    await Bun.write(join(dir, "workflows", "echo.ts"), WORKFLOW);
-    const command = [join(dir, "understudy")];
-    const env = cleanEnv(dir);
-    const dbPath = join(dir, "u.db");
-    const masterKey = (await runCommand([...command, "keygen"], dir, env)).stdout.trim();
-    expect((await runCommand([...command, "tenants", "create", "acme", "--db", dbPath], dir, env)).exitCode).toBe(0);
-    const apiKey = (await runCommand([...command, "keys", "create", "--tenant", "acme", "--db", dbPath], dir, env)).stdout.trim();
-
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}`;
-    const server = Bun.spawn([...command, "serve"], {
-      cwd: dir,
-      env: cleanEnv(dir, { UNDERSTUDY_MASTER_KEY: masterKey, UNDERSTUDY_DB: dbPath, UNDERSTUDY_LISTEN: `127.0.0.1:${port}` }),
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    children.add(server);
-    let stderrSoFar = "";
-    void (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of server.stderr) stderrSoFar += decoder.decode(chunk, { stream: true });
-    })();
+    const { url, apiKey, command, env, stop } = await serveBinaryAlone(dir, { "echo.ts": WORKFLOW });
     try {
-      await waitForHealthy(url, server, () => stderrSoFar);
       const post = async (path: string, body: unknown) => {
         const response = await fetch(`${url}${path}`, {
           method: "POST",
@@ -314,9 +334,7 @@ export default workflow("binary-echo", {
       expect(job.status).toBe("completed");
       expect(job.result).toEqual({ who: "ops", length: "binary-s3cret".length, reversed: "terc3s-yranib" });
     } finally {
-      server.kill("SIGTERM");
-      await withTimeout(server.exited, EXIT_TIMEOUT_MS, "shutdown after SIGTERM");
-      children.delete(server);
+      await stop();
     }
 
     await Bun.write(join(dir, ".env"), "LIBRETTO_CLOUD_PORTAL_PASSWORD=from-dotenv-1234\n");
@@ -343,31 +361,8 @@ export default workflow("binary-page", {
 `;
 
   test("a browser job of a workflow file, and a deployed workflow that requires playwright, both complete", async () => {
-    const dir = join(work, "binary-browser");
-    mkdirSync(join(dir, "workflows"), { recursive: true });
-    copyFileSync(built.binary!.path, join(dir, "understudy"));
-    await Bun.write(join(dir, "workflows", "page.ts"), WORKFLOW);
-    const command = [join(dir, "understudy")];
-    const env = cleanEnv(dir);
-    const dbPath = join(dir, "u.db");
-    const masterKey = (await runCommand([...command, "keygen"], dir, env)).stdout.trim();
-    expect((await runCommand([...command, "tenants", "create", "acme", "--db", dbPath], dir, env)).exitCode).toBe(0);
-    const apiKey = (await runCommand([...command, "keys", "create", "--tenant", "acme", "--db", dbPath], dir, env)).stdout.trim();
-
-    const port = await freePort();
-    const server = { url: `http://127.0.0.1:${port}` };
-    const child = Bun.spawn([...command, "serve"], {
-      cwd: dir,
-      env: cleanEnv(dir, { UNDERSTUDY_MASTER_KEY: masterKey, UNDERSTUDY_DB: dbPath, UNDERSTUDY_LISTEN: `127.0.0.1:${port}`, UNDERSTUDY_CHROMIUM_PATH: chromium }),
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    children.add(child);
-    let stderrSoFar = "";
-    void (async () => {
-      const decoder = new TextDecoder();
-      for await (const chunk of child.stderr) stderrSoFar += decoder.decode(chunk, { stream: true });
-    })();
+    const { url, apiKey, stop } = await serveBinaryAlone(join(work, "binary-browser"), { "page.ts": WORKFLOW }, { UNDERSTUDY_CHROMIUM_PATH: chromium });
+    const server = { url };
     const runJob = async (workflow: string) => {
       const created = await call(server, apiKey, "/v1/jobs/create", { workflow, params: {} });
       expect(created.status, JSON.stringify(created.body)).toBe(200);
@@ -375,7 +370,6 @@ export default workflow("binary-page", {
       return { status: job.status, error: job.error, result: job.result };
     };
     try {
-      await waitForHealthy(server.url, child, () => stderrSoFar);
       expect(await runJob("binary-page")).toEqual({ status: "completed", error: null, result: { title: "binary page", h1: "from the binary" } });
 
       const source = await uploadBase64({
@@ -386,9 +380,7 @@ export default workflow("binary-page", {
       expect((await waitForBuild(server, apiKey, deployed.body.deployment_id, 60_000)).status).toBe("ready");
       expect(await runJob("binary-deployed")).toEqual({ status: "completed", error: null, result: { launch: "function", devices: true } });
     } finally {
-      child.kill("SIGTERM");
-      await withTimeout(child.exited, EXIT_TIMEOUT_MS, "shutdown after SIGTERM");
-      children.delete(child);
+      await stop();
     }
   }, 150_000);
 });
