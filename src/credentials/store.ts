@@ -96,37 +96,43 @@ export async function findCredentialsByNames(db: Db, tenantId: string, names: re
   return rows.map(toRow);
 }
 
+/** The column of each field of a row (every field: the type checks it). */
+const COLUMN_OF = {
+  id: "id",
+  tenantId: "tenant_id",
+  name: "name",
+  sealedValue: "sealed_value",
+  version: "version",
+  sealFormat: "seal_format",
+  createdAt: "created_at",
+  updatedAt: "updated_at",
+} as const satisfies Record<keyof CredentialRow, string>;
+const FIELDS = Object.keys(COLUMN_OF) as (keyof CredentialRow)[];
+
+// One insert per row count: a batch of upserts inserts at most the Batcher's
+// 64 new credentials at once, a create one.
+const inserts = new PreparedQueries<Record<string, unknown>, never>(
+  (count) =>
+    new PreparedQuery<Record<string, unknown>, never>((db, slot) =>
+      db
+        .insertInto("credentials")
+        .values(Array.from({ length: Number(count) }, (_, i) => Object.fromEntries(FIELDS.map((field) => [COLUMN_OF[field], slot(`${field}${i}`)])) as never)),
+    ),
+);
+
 /** New credentials, in one statement (prepared once per row count). */
 export async function insertCredentials(db: Db, rows: readonly CredentialRow[]): Promise<void> {
-  if (rows.length === 1) return insertCredential(db, rows[0]!);
   if (rows.length === 0) return;
   const input: Record<string, unknown> = {};
   rows.forEach((row, i) => {
-    for (const field of CREDENTIAL_FIELDS) input[`${field}${i}`] = row[field];
+    for (const field of FIELDS) input[`${field}${i}`] = row[field];
   });
-  await insertMany.for(rows.length).execute(db, input);
+  await inserts.for(rows.length).execute(db, input);
 }
 
-const CREDENTIAL_FIELDS = ["id", "tenantId", "name", "sealedValue", "version", "sealFormat", "createdAt", "updatedAt"] as const satisfies readonly (keyof CredentialRow)[];
-
-const credentialColumns = <T>(slot: (field: (typeof CREDENTIAL_FIELDS)[number]) => T) => ({
-  id: slot("id"),
-  tenant_id: slot("tenantId"),
-  name: slot("name"),
-  sealed_value: slot("sealedValue"),
-  version: slot("version"),
-  seal_format: slot("sealFormat"),
-  created_at: slot("createdAt"),
-  updated_at: slot("updatedAt"),
-});
-
-// A batch of upserts inserts at most the Batcher's 64 new credentials at once.
-const insertMany = new PreparedQueries<Record<string, unknown>, never>(
-  (count) =>
-    new PreparedQuery<Record<string, unknown>, never>((db, slot) =>
-      db.insertInto("credentials").values(Array.from({ length: Number(count) }, (_, i) => credentialColumns((field) => slot(`${field}${i}`) as never))),
-    ),
-);
+export async function insertCredential(db: Db, row: CredentialRow): Promise<void> {
+  await insertCredentials(db, [row]);
+}
 
 export async function findCredentialById(db: Db, tenantId: string, id: string): Promise<CredentialRow | undefined> {
   const row = await db
@@ -144,14 +150,6 @@ export async function listCredentials(db: Db, tenantId: string, page: { afterNam
   if (page.limit !== undefined) query = query.limit(page.limit);
   const rows = await query.orderBy("name").execute();
   return rows.map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, updatedAt: r.updated_at }));
-}
-
-const insert = new PreparedQuery<CredentialRow & Record<string, unknown>, never>((db, slot) =>
-  db.insertInto("credentials").values(credentialColumns((field) => slot(field) as never)),
-);
-
-export async function insertCredential(db: Db, row: CredentialRow): Promise<void> {
-  await insert.execute(db, { ...row });
 }
 
 const replace = new PreparedQuery<{ tenantId: string; id: string; sealedValue: Uint8Array; version: number; sealFormat: number; updatedAt: string }, never>(
